@@ -1,0 +1,226 @@
+"""The single place where image batches and hyper-parameters are validated.
+
+Every public entry point (estimator, diffusion math, training loops, metrics) calls these
+helpers so that bad input always produces the same clear message.
+"""
+
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "check_images",
+    "check_probability",
+    "check_noise_level",
+    "check_masks",
+]
+
+
+def _to_numpy(X, name):
+    try:
+        import torch
+
+        if isinstance(X, torch.Tensor):
+            return X.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"{name} is a sparse matrix; images must be a dense array.")
+    try:
+        return np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} could not be converted to an array of images: {exc}") from exc
+
+
+def check_images(
+    X,
+    *,
+    image_shape=None,
+    n_channels=None,
+    spatial_shape=None,
+    divisor=None,
+    name="X",
+    dtype=np.float32,
+    allow_nan=False,
+):
+    """Validate a batch of images and return it as a ``(n, c, h, w)`` array.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor of shape (n, c, h, w) or (n, c*h*w)
+        The images. A flat 2-D array needs ``image_shape``.
+    image_shape : tuple of int (c, h, w), default=None
+        Shape of one image, used to unflatten 2-D input.
+    n_channels : int, default=None
+        Required number of channels (e.g. the one seen in ``fit``).
+    spatial_shape : tuple of int (h, w), default=None
+        Required spatial size (e.g. the one seen in ``fit``).
+    divisor : int, default=None
+        ``h`` and ``w`` must be multiples of it (the autoencoder's downsampling factor).
+    name : str, default="X"
+        Name used in error messages.
+    dtype : numpy dtype, default=np.float32
+        Output dtype.
+    allow_nan : bool, default=False
+        Whether NaN/inf values are accepted.
+
+    Returns
+    -------
+    X : ndarray of shape (n, c, h, w)
+        A C-contiguous array of ``dtype``.
+
+    Raises
+    ------
+    TypeError
+        If ``X`` is not numeric.
+    ValueError
+        If the shape, channel count, size or values are wrong.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_images(np.zeros((2, 1, 8, 8))).shape
+    (2, 1, 8, 8)
+    >>> check_images(np.zeros((2, 64)), image_shape=(1, 8, 8)).shape
+    (2, 1, 8, 8)
+    """
+    arr = _to_numpy(X, name)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise TypeError(
+            f"{name} must contain numbers, got an array of dtype {arr.dtype}."
+        )
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real-valued, got dtype {arr.dtype}.")
+    if arr.ndim == 2:
+        if image_shape is None:
+            raise ValueError(
+                f"{name} is 2-D with shape {arr.shape}; pass images as (n, c, h, w) or set "
+                "image_shape=(c, h, w) to unflatten rows."
+            )
+        image_shape = tuple(int(s) for s in image_shape)
+        if len(image_shape) != 3:
+            raise ValueError(f"image_shape must be (c, h, w), got {image_shape}.")
+        if arr.shape[1] != int(np.prod(image_shape)):
+            raise ValueError(
+                f"{name} has {arr.shape[1]} features per row but image_shape={image_shape} "
+                f"needs {int(np.prod(image_shape))}."
+            )
+        arr = arr.reshape((arr.shape[0],) + image_shape)
+    elif arr.ndim != 4:
+        raise ValueError(
+            f"{name} must have shape (n, c, h, w) (or (n, c*h*w) with image_shape), got "
+            f"{arr.ndim} dimension(s) with shape {arr.shape}. A single image needs a leading "
+            "batch axis: X[None]."
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it holds 0 images (shape {arr.shape}).")
+    if min(arr.shape[1:]) == 0:
+        raise ValueError(f"{name} has an empty channel or spatial axis: shape {arr.shape}.")
+    if n_channels is not None and arr.shape[1] != n_channels:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} channel(s) but the model expects {n_channels} "
+            "(the number of channels seen in fit)."
+        )
+    if spatial_shape is not None and tuple(arr.shape[2:]) != tuple(spatial_shape):
+        raise ValueError(
+            f"{name} has images of size {tuple(arr.shape[2:])} but the model expects "
+            f"{tuple(spatial_shape)} (the size seen in fit). Pad or crop them first, e.g. "
+            "with skberdiff.preprocessing.PadCrop."
+        )
+    if divisor is not None and (arr.shape[2] % divisor or arr.shape[3] % divisor):
+        raise ValueError(
+            f"{name} has images of size {tuple(arr.shape[2:])}, which is not divisible by "
+            f"the autoencoder's downsampling factor {divisor}. Pad them to a multiple of "
+            f"{divisor}, e.g. with skberdiff.preprocessing.PadCrop."
+        )
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not allow_nan and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    return arr
+
+
+def check_masks(y, *, n_samples=None, spatial_shape=None, name="y"):
+    """Validate ground-truth pixel masks and return them as a bool ``(n, h, w)`` array.
+
+    Parameters
+    ----------
+    y : array-like of shape (n, h, w) or (n, 1, h, w)
+        Binary masks; any non-zero value is an anomalous pixel.
+    n_samples : int, default=None
+        Required number of masks.
+    spatial_shape : tuple of int (h, w), default=None
+        Required size of each mask.
+    name : str, default="y"
+        Name used in error messages.
+
+    Returns
+    -------
+    masks : ndarray of bool, shape (n, h, w)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_masks(np.zeros((3, 4, 4))).dtype
+    dtype('bool')
+    """
+    arr = _to_numpy(y, name)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise TypeError(f"{name} must contain numbers or booleans, got dtype {arr.dtype}.")
+    if arr.ndim == 4 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 3:
+        raise ValueError(
+            f"{name} must be pixel masks of shape (n, h, w), got shape {arr.shape}."
+        )
+    if n_samples is not None and arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} masks but X has {n_samples} images.")
+    if spatial_shape is not None and tuple(arr.shape[1:]) != tuple(spatial_shape):
+        raise ValueError(
+            f"{name} has masks of size {tuple(arr.shape[1:])} but the images are "
+            f"{tuple(spatial_shape)}."
+        )
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    return arr != 0
+
+
+def check_probability(value, name, *, low=0.0, high=1.0):
+    """Return ``value`` as a float after checking ``low <= value <= high``.
+
+    Examples
+    --------
+    >>> check_probability(0.5, "mask_threshold")
+    0.5
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}.")
+    value = float(value)
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}.")
+    return value
+
+
+def check_noise_level(noise_level, n_timesteps, name="noise_level"):
+    """Return ``noise_level`` as an int after checking ``1 <= noise_level <= n_timesteps``.
+
+    Examples
+    --------
+    >>> check_noise_level(200, 1000)
+    200
+    """
+    if isinstance(noise_level, bool) or not isinstance(noise_level, numbers.Integral):
+        raise TypeError(
+            f"{name} must be an integer number of diffusion steps, got "
+            f"{type(noise_level).__name__}: {noise_level!r}."
+        )
+    noise_level = int(noise_level)
+    if not 1 <= noise_level <= n_timesteps:
+        raise ValueError(
+            f"{name} must be in [1, {n_timesteps}] (the number of diffusion steps T), got "
+            f"{noise_level}."
+        )
+    return noise_level

@@ -1,0 +1,620 @@
+"""Bernoulli diffusion on binary latents: pure tensor functions.
+
+Notation follows Wolleb et al. (2024), "Binary Noise for Binary Tasks" (eq. numbers refer to
+that paper) and Sun et al. / Chen et al.'s Bernoulli diffusion (BerDiff). Paper time ``t`` runs
+from 1 to T; ``alpha_bar[0] = 1``. The UNet receives the 0-based index ``t - 1``.
+
+- Forward process (eq. 1-2): ``q(z_t | z_0) = B(abar_t z_0 + (1 - abar_t) / 2)``, i.e.
+  ``z_t = z_0 XOR eps`` with ``eps ~ B((1 - abar_t) / 2)``. The public reference code
+  effectively uses ``B(abar_t z_0)`` instead (a dropped line continuation); that variant is
+  available as ``forward="reference"`` to reproduce released checkpoints.
+- Posterior (eq. 6): ``theta_post(z_t, z_0)`` below, exact for soft ``z_0`` under the prior
+  ``z_0 ~ B(p)``; generalised to any earlier time ``s < t`` for step skipping.
+- Masked restoration: Algorithm 1, batched with one mask per sample.
+
+Randomness comes from a ``torch.Generator`` or a :class:`CounterRNG`. The counter-based
+generator derives every uniform number from (sample seed, stream, position) only, so a
+sample's result does not depend on how a data set is split into batches, on the batch
+composition, or on the device.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._validation import check_noise_level, check_probability
+
+__all__ = [
+    "BernoulliSchedule",
+    "CounterRNG",
+    "RestorationResult",
+    "linear_betas",
+    "cosine_betas",
+    "make_schedule",
+    "flip_probability",
+    "forward_probability",
+    "q_sample",
+    "posterior_probability",
+    "predict_z0",
+    "training_example",
+    "diffusion_loss",
+    "sample_prior",
+    "restoration_timesteps",
+    "masked_restoration",
+]
+
+FORWARD_VARIANTS = ("paper", "reference")
+FINAL_STEP_VARIANTS = ("paper", "reference")
+
+_M32 = 0xFFFFFFFF
+
+
+# --------------------------------------------------------------------------- randomness
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer finaliser (xor-shift-multiply) on int64 tensors holding uint32.
+
+    The multiplier is below 2**31 so every product fits in int64 without overflow.
+    """
+    x = x ^ (x >> 16)
+    x = (x * 0x45D9F3B) & _M32
+    x = x ^ (x >> 16)
+    x = (x * 0x45D9F3B) & _M32
+    return x ^ (x >> 16)
+
+
+class CounterRNG:
+    """Counter-based uniform numbers: one independent stream per sample and purpose.
+
+    ``uniform(like, stream)`` returns U[0, 1) numbers for a tensor shaped like ``like``
+    (first axis = samples) that depend only on each sample's seed, the integer ``stream``
+    and the position inside the sample. Results are therefore identical whatever the batch
+    split, the batch composition or the device.
+
+    Parameters
+    ----------
+    seeds : torch.Tensor or sequence of int, shape (B,)
+        One seed per sample (any integers; reduced to 32 bits).
+
+    Examples
+    --------
+    >>> rng = CounterRNG([1, 2])
+    >>> u = rng.uniform(torch.zeros(2, 3), stream=0)
+    >>> bool(((u >= 0) & (u < 1)).all())
+    True
+    >>> torch.equal(CounterRNG([2]).uniform(torch.zeros(1, 3), 0), u[1:])
+    True
+    """
+
+    def __init__(self, seeds):
+        seeds = torch.as_tensor(seeds, dtype=torch.int64).reshape(-1)
+        self.seeds = _mix32(seeds & _M32)
+
+    def to(self, device) -> "CounterRNG":
+        """Move the seeds to ``device``."""
+        out = CounterRNG.__new__(CounterRNG)
+        out.seeds = self.seeds.to(device)
+        return out
+
+    def __len__(self):
+        return self.seeds.shape[0]
+
+    def uniform(self, like: torch.Tensor, stream: int) -> torch.Tensor:
+        """U[0, 1) float32 numbers shaped like ``like`` (on its device)."""
+        if like.shape[0] != self.seeds.shape[0]:
+            raise ValueError(
+                f"CounterRNG has {self.seeds.shape[0]} seeds but the tensor has "
+                f"{like.shape[0]} samples."
+            )
+        n = int(np.prod(like.shape[1:])) if like.dim() > 1 else 1
+        seeds = self.seeds.to(like.device)
+        key = _mix32(seeds ^ ((int(stream) * 0x9E3779B9) & _M32))
+        positions = torch.arange(n, device=like.device, dtype=torch.int64)
+        x = (key[:, None] + positions[None, :] * 0x9E3779B1) & _M32
+        x = _mix32(_mix32(x) ^ key[:, None])
+        # Top 24 bits -> exactly representable float32 in [0, 1).
+        u = (x >> 8).to(torch.float32) * (1.0 / 16777216.0)
+        return u.reshape(like.shape)
+
+
+def _uniform(rng, like: torch.Tensor, stream: int) -> torch.Tensor:
+    if isinstance(rng, CounterRNG):
+        return rng.uniform(like, stream)
+    if rng is not None and not isinstance(rng, torch.Generator):
+        raise TypeError(
+            f"rng must be a torch.Generator, a CounterRNG or None, got {type(rng).__name__}."
+        )
+    return torch.rand(like.shape, generator=rng, device=like.device, dtype=torch.float32)
+
+
+def _bernoulli(probability: torch.Tensor, rng, stream: int) -> torch.Tensor:
+    return (_uniform(rng, probability, stream) < probability).to(probability.dtype)
+
+
+# Streams of the counter-based generator: one per purpose, then one per denoising step.
+STREAM_ENCODE = 0
+STREAM_FORWARD = 1
+_STREAM_STEP0 = 16
+
+
+# --------------------------------------------------------------------------- schedules
+def linear_betas(n_timesteps: int = 1000, beta_start: float = 1e-4,
+                 beta_end: float = 0.02) -> np.ndarray:
+    """Linear beta schedule of DDPM, scaled by ``1000 / T`` as in guided-diffusion.
+
+    Examples
+    --------
+    >>> b = linear_betas(1000)
+    >>> float(b[0]), float(b[-1])
+    (0.0001, 0.02)
+    """
+    scale = 1000.0 / n_timesteps
+    return np.linspace(scale * beta_start, scale * beta_end, n_timesteps, dtype=np.float64)
+
+
+def cosine_betas(n_timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999,
+                 squared: bool = True) -> np.ndarray:
+    """Cosine schedule of improved DDPM: ``abar(u) = cos(((u + s) / (1 + s)) pi / 2) ** 2``.
+
+    ``squared=False`` drops the square (the reference code's "cosine" option).
+
+    Examples
+    --------
+    >>> b = cosine_betas(10)
+    >>> bool((b > 0).all() and (b <= 0.999).all())
+    True
+    """
+    power = 2 if squared else 1
+
+    def abar(u):
+        return math.cos((u + s) / (1 + s) * math.pi / 2) ** power
+
+    betas = [min(1 - abar((i + 1) / n_timesteps) / abar(i / n_timesteps), max_beta)
+             for i in range(n_timesteps)]
+    return np.asarray(betas, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class BernoulliSchedule:
+    """Noise schedule of a Bernoulli diffusion model.
+
+    Parameters
+    ----------
+    betas : ndarray of shape (T,)
+        ``betas[t - 1] = beta_t`` in float64.
+
+    Attributes
+    ----------
+    n_timesteps : int
+        ``T``.
+    alpha_bar : ndarray of shape (T + 1,)
+        ``alpha_bar[t] = prod_{s <= t} (1 - beta_s)`` with ``alpha_bar[0] = 1`` (paper indexing).
+
+    Examples
+    --------
+    >>> sched = make_schedule("linear", 1000)
+    >>> round(float(sched.alpha_bar[201]), 4)
+    0.6563
+    """
+
+    betas: np.ndarray
+
+    def __post_init__(self):
+        betas = np.asarray(self.betas, dtype=np.float64)
+        if betas.ndim != 1 or betas.size == 0 or not ((betas > 0) & (betas < 1)).all():
+            raise ValueError("betas must be a non-empty 1-D array with values in (0, 1).")
+        object.__setattr__(self, "betas", betas)
+        object.__setattr__(self, "alpha_bar", np.concatenate([[1.0], np.cumprod(1 - betas)]))
+
+    @property
+    def n_timesteps(self) -> int:
+        return self.betas.shape[0]
+
+    def alpha_bar_tensor(self, t: torch.Tensor) -> torch.Tensor:
+        """``abar_t`` for a tensor of paper times ``t`` (float32 on ``t``'s device)."""
+        table = torch.as_tensor(self.alpha_bar, dtype=torch.float32, device=t.device)
+        return table[t.long()]
+
+
+def make_schedule(name: str = "linear", n_timesteps: int = 1000) -> BernoulliSchedule:
+    """Build a :class:`BernoulliSchedule` by name.
+
+    Parameters
+    ----------
+    name : {"linear", "cosine"}, default="linear"
+        ``"linear"`` is what the paper uses (beta from 1e-4 to 0.02); ``"cosine"`` is the
+        improved-DDPM schedule.
+    n_timesteps : int, default=1000
+        ``T``.
+
+    Examples
+    --------
+    >>> make_schedule("cosine", 50).n_timesteps
+    50
+    """
+    if isinstance(n_timesteps, bool) or not isinstance(n_timesteps, (int, np.integer)) \
+            or n_timesteps < 1:
+        raise ValueError(f"n_timesteps must be a positive integer, got {n_timesteps!r}.")
+    if name == "linear":
+        return BernoulliSchedule(linear_betas(int(n_timesteps)))
+    if name == "cosine":
+        return BernoulliSchedule(cosine_betas(int(n_timesteps)))
+    raise ValueError(f"Unknown noise schedule {name!r}; choose 'linear' or 'cosine'.")
+
+
+# --------------------------------------------------------------------------- forward
+def _check_variant(value, allowed, name):
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
+
+
+def _per_sample(value, like: torch.Tensor) -> torch.Tensor | float:
+    """Broadcast a per-sample tensor (B,) against (B, ...) tensors; floats pass through."""
+    if isinstance(value, torch.Tensor):
+        return value.to(like.device, like.dtype).reshape((-1,) + (1,) * (like.dim() - 1))
+    return float(value)
+
+
+def flip_probability(alpha_bar):
+    """Probability ``(1 - abar_t) / 2`` that the paper's forward process flips a bit (eq. 2).
+
+    Examples
+    --------
+    >>> round(flip_probability(0.6563), 4)
+    0.1719
+    """
+    return (1 - alpha_bar) / 2
+
+
+def forward_probability(z0: torch.Tensor, alpha_bar, variant: str = "paper") -> torch.Tensor:
+    """``P(z_t = 1 | z_0)`` of the forward process.
+
+    Parameters
+    ----------
+    z0 : torch.Tensor of shape (B, C, H, W)
+        Clean latent, binary or soft in [0, 1].
+    alpha_bar : float or torch.Tensor of shape (B,)
+        ``abar_t``.
+    variant : {"paper", "reference"}, default="paper"
+        ``"paper"``: ``abar_t z_0 + (1 - abar_t) / 2`` (eq. 1). ``"reference"``: ``abar_t z_0``
+        (what the public code computes).
+
+    Examples
+    --------
+    >>> forward_probability(torch.tensor([[0.0, 1.0]]), 0.5).tolist()
+    [[0.25, 0.75]]
+    """
+    _check_variant(variant, FORWARD_VARIANTS, "forward")
+    ab = _per_sample(alpha_bar, z0)
+    if variant == "paper":
+        return ab * z0 + (1 - ab) / 2
+    return ab * z0
+
+
+def q_sample(z0: torch.Tensor, alpha_bar, rng=None, variant: str = "paper",
+             stream: int = STREAM_FORWARD) -> torch.Tensor:
+    """Sample ``z_t ~ q(z_t | z_0)``.
+
+    For binary ``z_0`` and ``variant="paper"`` this is ``z_0 XOR eps`` with
+    ``eps ~ B((1 - abar_t) / 2)`` (eq. 2).
+
+    Parameters
+    ----------
+    z0 : torch.Tensor of shape (B, C, H, W), {0, 1} float
+        Clean latent.
+    alpha_bar : float or torch.Tensor of shape (B,)
+        ``abar_t`` per sample.
+    rng : torch.Generator or CounterRNG, optional
+        Source of randomness.
+    variant : {"paper", "reference"}, default="paper"
+        Forward process, see :func:`forward_probability`.
+    stream : int, default=STREAM_FORWARD
+        Stream of a :class:`CounterRNG` (ignored for a ``torch.Generator``).
+
+    Returns
+    -------
+    z_t : torch.Tensor of shape (B, C, H, W), {0, 1} float
+
+    Examples
+    --------
+    >>> z0 = torch.ones(1, 4)
+    >>> q_sample(z0, 1.0).tolist()
+    [[1.0, 1.0, 1.0, 1.0]]
+    """
+    return _bernoulli(forward_probability(z0, alpha_bar, variant), rng, stream)
+
+
+def posterior_probability(z_t: torch.Tensor, z0: torch.Tensor, alpha_ts,
+                          alpha_bar_s) -> torch.Tensor:
+    """``theta_post``: probability that ``z_s = 1`` given ``z_t`` and a (soft) ``z_0`` (eq. 6).
+
+    With ``s = t - 1``, ``alpha_ts = alpha_t`` and ``alpha_bar_s = abar_{t-1}`` this is the
+    paper's posterior. For any ``s < t`` the forward steps from ``s`` to ``t`` compose into one
+    XOR with flip probability ``(1 - abar_t / abar_s) / 2`` (products of ``1 - 2 * flip``
+    multiply), so ``alpha_ts = abar_t / abar_s`` gives the exact skip-step posterior.
+
+    ``theta = A1 B1 / (A1 B1 + A0 B0)`` with ``A1 = a z_t + (1-a)/2``,
+    ``A0 = a (1 - z_t) + (1-a)/2``, ``B1 = ab z_0 + (1-ab)/2``, ``B0 = ab (1 - z_0) + (1-ab)/2``.
+
+    Parameters
+    ----------
+    z_t : torch.Tensor of shape (B, C, H, W), {0, 1} float
+        Current latent.
+    z0 : torch.Tensor of shape (B, C, H, W), values in [0, 1]
+        (Predicted) clean latent; a soft value ``p`` is the prior ``z_0 ~ B(p)``.
+    alpha_ts : float or torch.Tensor of shape (B,)
+        ``abar_t / abar_s``.
+    alpha_bar_s : float or torch.Tensor of shape (B,)
+        ``abar_s`` (1 when ``s = 0``).
+
+    Returns
+    -------
+    theta : torch.Tensor of shape (B, C, H, W), values in [0, 1]
+
+    Examples
+    --------
+    >>> z_t, z0 = torch.tensor([[1.0]]), torch.tensor([[1.0]])
+    >>> float(posterior_probability(z_t, z0, 0.9, 1.0))
+    1.0
+    """
+    a = _per_sample(alpha_ts, z_t)
+    ab = _per_sample(alpha_bar_s, z_t)
+    a1 = a * z_t + (1 - a) / 2
+    a0 = a * (1 - z_t) + (1 - a) / 2
+    b1 = ab * z0 + (1 - ab) / 2
+    b0 = ab * (1 - z0) + (1 - ab) / 2
+    numerator = a1 * b1
+    return (numerator / (numerator + a0 * b0)).clamp_(0.0, 1.0)
+
+
+def predict_z0(z_t: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """``z~_0 = |z_t - eps_theta(z_t, t)|``: probability that each entry of ``z_0`` is 1.
+
+    Examples
+    --------
+    >>> predict_z0(torch.tensor([1.0, 0.0]), torch.tensor([0.25, 0.25])).tolist()
+    [0.75, 0.25]
+    """
+    return (z_t - flip).abs()
+
+
+def sample_prior(shape, rng=None, device=None) -> torch.Tensor:
+    """Draw ``z_T ~ B(1/2)`` (the stationary distribution of the paper's forward process).
+
+    Examples
+    --------
+    >>> set(sample_prior((2, 3), torch.Generator().manual_seed(0)).unique().tolist()) <= {0., 1.}
+    True
+    """
+    like = torch.empty(shape, device=device)
+    return _bernoulli(torch.full_like(like, 0.5), rng, STREAM_FORWARD)
+
+
+# --------------------------------------------------------------------------- training
+def training_example(z0: torch.Tensor, schedule: BernoulliSchedule, *, rng=None,
+                     variant: str = "paper", t: torch.Tensor | None = None):
+    """Draw a training example: ``t ~ U{1..T}``, ``z_t ~ q(z_t | z_0)`` and the flip target.
+
+    Parameters
+    ----------
+    z0 : torch.Tensor of shape (B, C, H, W), {0, 1} float
+        Clean binary latents.
+    schedule : BernoulliSchedule
+        Noise schedule.
+    rng : torch.Generator, optional
+        Source of randomness (on ``z0``'s device).
+    variant : {"paper", "reference"}, default="paper"
+        Forward process.
+    t : torch.Tensor of shape (B,), optional
+        Paper times to use instead of uniform draws.
+
+    Returns
+    -------
+    z_t : torch.Tensor of shape (B, C, H, W)
+        Noisy latents.
+    target : torch.Tensor of shape (B, C, H, W)
+        ``z_t XOR z_0``, the flips the model must predict.
+    model_t : torch.Tensor of shape (B,)
+        0-based time index ``t - 1`` to feed the UNet.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> z_t, target, model_t = training_example(torch.ones(2, 3), make_schedule(), rng=g)
+    >>> torch.equal(target, 1 - z_t)
+    True
+    """
+    if t is None:
+        t = torch.randint(1, schedule.n_timesteps + 1, (z0.shape[0],), generator=rng,
+                          device=z0.device)
+    z_t = q_sample(z0, schedule.alpha_bar_tensor(t), rng, variant)
+    target = (z_t - z0).abs()
+    return z_t, target, (t - 1).to(torch.float32)
+
+
+def diffusion_loss(flip_logits: torch.Tensor, target: torch.Tensor,
+                   reduction: str = "mean") -> torch.Tensor:
+    """Binary cross-entropy between predicted flips and true flips, in bits.
+
+    The reference clamps probabilities to ``[1e-7, 1 - 1e-7]``; logits give the same loss
+    without clamping and stay stable in reduced precision.
+
+    Parameters
+    ----------
+    flip_logits : torch.Tensor of shape (B, C, H, W)
+        UNet output (pre-sigmoid).
+    target : torch.Tensor of shape (B, C, H, W)
+        ``z_t XOR z_0``.
+    reduction : {"mean", "none"}, default="mean"
+        ``"none"`` returns the per-sample loss (mean over C, H, W).
+
+    Examples
+    --------
+    >>> round(float(diffusion_loss(torch.zeros(1, 2), torch.ones(1, 2))), 6)
+    1.0
+    """
+    bce = F.binary_cross_entropy_with_logits(flip_logits.float(), target.float(),
+                                             reduction="none")
+    per_sample = bce.flatten(1).mean(dim=1) / math.log(2.0)
+    if reduction == "none":
+        return per_sample
+    if reduction == "mean":
+        return per_sample.mean()
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}.")
+
+
+# --------------------------------------------------------------------------- restoration
+@dataclass
+class RestorationResult:
+    """Output of :func:`masked_restoration`.
+
+    Attributes
+    ----------
+    latent : torch.Tensor of shape (B, C, H, W)
+        Restored latent ``z_0``: binary for ``final_step="paper"``, soft for ``"reference"``.
+    mask : torch.Tensor of shape (B, C, H, W), bool
+        Final mask ``M_0``: entries whose predicted flip probability exceeded ``P`` at some
+        step (all True when ``P = 0``, i.e. no stitching).
+    masked_fraction : torch.Tensor of shape (B,)
+        Share of masked entries, the paper's image-level anomaly score.
+    timesteps : list of int
+        Paper times visited, from ``L`` down to 0.
+    mean_flip : torch.Tensor of shape (n_steps, B)
+        Mean predicted flip probability per step and sample.
+    step_masked_fraction : torch.Tensor of shape (n_steps, B)
+        Masked fraction after each step (non-decreasing).
+    """
+
+    latent: torch.Tensor
+    mask: torch.Tensor
+    masked_fraction: torch.Tensor
+    timesteps: list
+    mean_flip: torch.Tensor
+    step_masked_fraction: torch.Tensor
+
+
+def restoration_timesteps(noise_level: int, n_steps: int | None = None) -> list:
+    """Paper times visited by the sampler: ``L = t_0 > t_1 > ... > t_n = 0``.
+
+    ``n_steps=None`` (or ``L``) gives every step ``L, L-1, ..., 1, 0`` as Algorithm 1;
+    fewer steps are evenly strided.
+
+    Examples
+    --------
+    >>> restoration_timesteps(4)
+    [4, 3, 2, 1, 0]
+    >>> restoration_timesteps(200, 4)
+    [200, 150, 100, 50, 0]
+    """
+    noise_level = int(noise_level)
+    if n_steps is None:
+        n_steps = noise_level
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) \
+            or not 1 <= n_steps <= noise_level:
+        raise ValueError(
+            f"n_steps must be an integer in [1, noise_level={noise_level}], got {n_steps!r}."
+        )
+    times = np.round(np.linspace(noise_level, 0, int(n_steps) + 1)).astype(int)
+    return [int(t) for t in times]
+
+
+def masked_restoration(denoise_fn, z: torch.Tensor, *, schedule: BernoulliSchedule,
+                       noise_level: int, mask_threshold: float, n_steps: int | None = None,
+                       final_step: str = "paper", forward: str = "paper",
+                       rng=None) -> RestorationResult:
+    """Algorithm 1: noise a latent for ``L`` steps and denoise it, stitching unmasked entries.
+
+    For each step ``t -> s`` (``s = t - 1`` unless steps are skipped)::
+
+        eps     = sigmoid(denoise_fn(z_t, t - 1))          # flip probabilities
+        z0_hat  = |z_t - eps|                               # prediction of z_0
+        M       = M or (eps > P)                            # mask only grows
+        z0_st   = M * z0_hat + (1 - M) * z                  # stitch the input code back
+        z_s     ~ B(theta_post(z_t, z0_st))
+
+    All samples of the batch run together with their own masks; the loop has no host-device
+    synchronisation (step scalars are Python floats computed before the loop).
+
+    Parameters
+    ----------
+    denoise_fn : callable
+        ``denoise_fn(z_t, model_t) -> flip logits`` with ``model_t`` (B,) float 0-based time
+        indices; usually the UNet (wrapped in autocast by the caller if desired).
+    z : torch.Tensor of shape (B, C, H, W), {0, 1} float
+        Binary code of the input image, ``z ~ B(sigmoid(E(x)))``.
+    schedule : BernoulliSchedule
+        Noise schedule used in training.
+    noise_level : int
+        ``L`` in [1, T].
+    mask_threshold : float
+        ``P`` in [0, 1]. ``0`` means no mask (no stitching: plain denoising); ``P >= 1`` never
+        masks, so the input code is kept.
+    n_steps : int, optional
+        Number of denoising steps (``<= L``); ``None`` means ``L`` (Algorithm 1).
+    final_step : {"paper", "reference"}, default="paper"
+        ``"paper"``: the last step stitches, updates the mask and samples a binary ``z_0``.
+        ``"reference"``: the last step returns the soft, unstitched ``|z_1 - eps|`` without
+        updating the mask (the public code).
+    forward : {"paper", "reference"}, default="paper"
+        Forward process for the initial noising (must match training).
+    rng : torch.Generator or CounterRNG, optional
+        Source of randomness.
+
+    Returns
+    -------
+    result : RestorationResult
+
+    Examples
+    --------
+    >>> never_flip = lambda z_t, t: torch.full_like(z_t, -20.0)
+    >>> z = torch.randint(0, 2, (2, 3, 4, 4), generator=torch.Generator().manual_seed(0)).float()
+    >>> res = masked_restoration(never_flip, z, schedule=make_schedule(), noise_level=10,
+    ...                          mask_threshold=0.5, rng=torch.Generator().manual_seed(1))
+    >>> torch.equal(res.latent, z), res.masked_fraction.tolist()
+    (True, [0.0, 0.0])
+    """
+    noise_level = check_noise_level(noise_level, schedule.n_timesteps)
+    mask_threshold = check_probability(mask_threshold, "mask_threshold")
+    _check_variant(final_step, FINAL_STEP_VARIANTS, "final_step")
+    _check_variant(forward, FORWARD_VARIANTS, "forward")
+    if z.dim() < 2:
+        raise ValueError(f"z must have a batch axis, got shape {tuple(z.shape)}.")
+    times = restoration_timesteps(noise_level, n_steps)
+    ab = schedule.alpha_bar
+    z = z.float()
+    batch = z.shape[0]
+    stitch = mask_threshold > 0.0
+
+    z_t = q_sample(z, float(ab[noise_level]), rng, forward, stream=STREAM_FORWARD)
+    mask = torch.zeros_like(z, dtype=torch.bool) if stitch else torch.ones_like(z, dtype=torch.bool)
+    n = len(times) - 1
+    mean_flip = torch.empty(n, batch, device=z.device)
+    step_fraction = torch.empty(n, batch, device=z.device)
+    model_t = [torch.full((batch,), float(t - 1), device=z.device) for t in times[:-1]]
+
+    for k in range(n):
+        t, s = times[k], times[k + 1]
+        flip = torch.sigmoid(denoise_fn(z_t, model_t[k]).float())
+        z0_hat = predict_z0(z_t, flip)
+        mean_flip[k] = flip.flatten(1).mean(1)
+        if s == 0 and final_step == "reference":
+            step_fraction[k] = mask.flatten(1).float().mean(1)
+            z_t = z0_hat
+            break
+        if stitch:
+            mask |= flip > mask_threshold
+            z0_hat = torch.where(mask, z0_hat, z)
+        step_fraction[k] = mask.flatten(1).float().mean(1)
+        theta = posterior_probability(z_t, z0_hat, float(ab[t] / ab[s]), float(ab[s]))
+        z_t = _bernoulli(theta, rng, _STREAM_STEP0 + t)
+
+    return RestorationResult(
+        latent=z_t,
+        mask=mask,
+        masked_fraction=mask.flatten(1).float().mean(1),
+        timesteps=times,
+        mean_flip=mean_flip,
+        step_masked_fraction=step_fraction,
+    )

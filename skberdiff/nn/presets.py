@@ -1,0 +1,167 @@
+"""Architecture presets and the public builders.
+
+``"paper"`` reproduces the networks of Wolleb et al. (2024) (UNet 36,034,432 parameters with
+128 latent channels; autoencoder 4,103,716 parameters with 4 input channels), ``"small"`` is
+sized for CPU demos on 64x64 to 128x128 images, ``"tiny"`` for unit tests on 32x32 images.
+"""
+
+import contextlib
+
+import torch
+
+from .autoencoder import BinaryAutoencoder, PatchDiscriminator
+from .unet import EpsUNet
+
+__all__ = [
+    "AUTOENCODER_PRESETS",
+    "UNET_PRESETS",
+    "build_autoencoder",
+    "build_unet",
+    "build_discriminator",
+    "count_parameters",
+]
+
+AUTOENCODER_PRESETS = {
+    "paper": dict(base_width=32, width_multipliers=(1, 2, 2, 4), n_res_blocks=2,
+                  latent_channels=128, embed_dim=256, attention_levels=(),
+                  middle_attention=True),
+    "small": dict(base_width=32, width_multipliers=(1, 2, 2, 4), n_res_blocks=1,
+                  latent_channels=64, embed_dim=128, attention_levels=(),
+                  middle_attention=True),
+    "tiny": dict(base_width=8, width_multipliers=(1, 2, 2), n_res_blocks=1,
+                 latent_channels=16, embed_dim=16, attention_levels=(),
+                 middle_attention=False),
+}
+
+UNET_PRESETS = {
+    "paper": dict(model_channels=128, channel_multipliers=(1, 2, 2, 2), n_res_blocks=2,
+                  attention_downsampling=(2,), dropout=0.0),
+    "small": dict(model_channels=64, channel_multipliers=(1, 2, 2), n_res_blocks=1,
+                  attention_downsampling=(2,), dropout=0.0),
+    "tiny": dict(model_channels=16, channel_multipliers=(1, 2), n_res_blocks=1,
+                 attention_downsampling=(2,), dropout=0.0),
+}
+
+DISCRIMINATOR_PRESETS = {
+    "paper": dict(base_width=64, n_layers=3),
+    "small": dict(base_width=32, n_layers=3),
+    "tiny": dict(base_width=8, n_layers=2),
+}
+
+
+def _seeded(seed):
+    """Initialise weights from ``seed`` without touching torch's global RNG state."""
+    if seed is None:
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def ctx():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            yield
+
+    return ctx()
+
+
+def _resolve(presets, preset, overrides, kind):
+    if preset not in presets:
+        raise ValueError(
+            f"Unknown {kind} preset {preset!r}; choose one of {sorted(presets)}."
+        )
+    config = dict(presets[preset])
+    unknown = set(overrides) - set(config)
+    if unknown:
+        raise TypeError(
+            f"Unknown {kind} override(s) {sorted(unknown)}; valid keys are {sorted(config)}."
+        )
+    config.update(overrides)
+    return config
+
+
+def build_autoencoder(preset: str = "paper", in_channels: int = 4, *, seed: int | None = None,
+                      **overrides):
+    """Build a binarizing autoencoder from a preset.
+
+    Parameters
+    ----------
+    preset : {"paper", "small", "tiny"}, default="paper"
+        Architecture preset.
+    in_channels : int, default=4
+        Image channels.
+    seed : int, default=None
+        Seed of the weight initialisation; the global torch RNG is left untouched. ``None``
+        uses (and advances) the global RNG like any torch module.
+    **overrides
+        Any :class:`~skberdiff.nn.BinaryAutoencoder` keyword (e.g. ``latent_channels``).
+
+    Returns
+    -------
+    autoencoder : BinaryAutoencoder
+
+    Examples
+    --------
+    >>> count_parameters(build_autoencoder("paper", in_channels=4))
+    4103716
+    >>> build_autoencoder("tiny", 1).downsampling_factor
+    4
+    """
+    config = _resolve(AUTOENCODER_PRESETS, preset, overrides, "autoencoder")
+    with _seeded(seed):
+        return BinaryAutoencoder(in_channels, **config)
+
+
+def build_unet(preset: str = "paper", latent_channels: int | None = None, *,
+               seed: int | None = None, **overrides):
+    """Build the eps-UNet from a preset.
+
+    Parameters
+    ----------
+    preset : {"paper", "small", "tiny"}, default="paper"
+        Architecture preset.
+    latent_channels : int, default=None
+        Latent channels; ``None`` takes the matching autoencoder preset's value.
+    seed : int, default=None
+        Seed of the weight initialisation (global RNG untouched).
+    **overrides
+        Any :class:`~skberdiff.nn.EpsUNet` keyword (e.g. ``model_channels``).
+
+    Returns
+    -------
+    unet : EpsUNet
+
+    Examples
+    --------
+    >>> count_parameters(build_unet("paper"))
+    36034432
+    """
+    config = _resolve(UNET_PRESETS, preset, overrides, "UNet")
+    if latent_channels is None:
+        latent_channels = AUTOENCODER_PRESETS[preset]["latent_channels"]
+    with _seeded(seed):
+        return EpsUNet(latent_channels, **config)
+
+
+def build_discriminator(preset: str = "paper", in_channels: int = 4, *, seed: int | None = None,
+                        **overrides):
+    """Build the PatchGAN discriminator used by the optional adversarial loss.
+
+    Examples
+    --------
+    >>> count_parameters(build_discriminator("paper", 4))
+    2766657
+    """
+    config = _resolve(DISCRIMINATOR_PRESETS, preset, overrides, "discriminator")
+    with _seeded(seed):
+        return PatchDiscriminator(in_channels, **config)
+
+
+def count_parameters(module) -> int:
+    """Number of parameters of a module (trainable or not).
+
+    Examples
+    --------
+    >>> import torch
+    >>> count_parameters(torch.nn.Linear(3, 2))
+    8
+    """
+    return sum(p.numel() for p in module.parameters())

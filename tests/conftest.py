@@ -1,0 +1,23 @@
+"""Shared fixtures: small seeded data and CPU-only torch settings for fast, repeatable tests."""
+
+import numpy as np
+import pytest
+import torch
+
+# One thread: the tensors in tests are small, and oversubscribed OpenMP threads on a busy
+# 2-core machine make them up to 30x slower.
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
