@@ -85,14 +85,19 @@ def check_images(
     (2, 1, 8, 8)
     """
     arr = _to_numpy(X, name)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
+    if arr.dtype == object:
+        try:  # object arrays that hold plain numbers are fine
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must contain numbers, got an array of dtype object "
+                            "holding non-numeric values.") from None
+    if not (np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)):
         raise TypeError(
             f"{name} must contain numbers, got an array of dtype {arr.dtype}."
         )
     if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be real-valued, got dtype {arr.dtype}.")
+        raise ValueError(f"Complex data not supported: {name} must be real-valued, got dtype "
+                         f"{arr.dtype}.")
     if arr.ndim == 2:
         if image_shape is None:
             raise ValueError(
@@ -136,6 +141,8 @@ def check_images(
             f"{divisor}, e.g. with skberdiff.preprocessing.PadCrop."
         )
     arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not arr.flags.writeable:  # read-only memmaps: torch needs writable memory
+        arr = arr.copy()
     if not allow_nan and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values.")
     return arr

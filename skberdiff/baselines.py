@@ -130,10 +130,10 @@ class IntensityThresholdBaseline(BaseEstimator):
     >>> import numpy as np
     >>> from skberdiff.baselines import IntensityThresholdBaseline
     >>> rng = np.random.default_rng(0)
-    >>> X = rng.uniform(0.2, 0.6, size=(6, 2, 8, 8)).astype(np.float32)
+    >>> X = rng.uniform(0.4, 0.6, size=(6, 2, 8, 8)).astype(np.float32)
     >>> y = np.zeros((6, 8, 8), dtype=bool)
     >>> y[:, 2:4, 2:4] = True
-    >>> X[:, 1][y] -= 0.2          # lesions are dark in channel 1
+    >>> X[:, 1][y] -= 0.3          # lesions are dark in channel 1
     >>> baseline = IntensityThresholdBaseline().fit(X, y)
     >>> baseline.channel_, baseline.polarity_, round(baseline.best_auprc_, 2)
     (1, 'dark', 1.0)
@@ -182,17 +182,17 @@ class IntensityThresholdBaseline(BaseEstimator):
         self : IntensityThresholdBaseline
         """
         if self.polarity not in ("auto",) + _POLARITIES:
-            raise ValueError(
-                f"polarity must be 'auto', 'bright' or 'dark', got {self.polarity!r}."
-            )
+            raise ValueError(f"polarity must be 'auto', 'bright' or 'dark', got {self.polarity!r}.")
         X = check_images(X)
         y = check_masks(y, n_samples=X.shape[0], spatial_shape=X.shape[2:])
         if not y.any():
             raise ValueError("y has no anomalous pixel; fit needs lesion slices.")
         n_channels = X.shape[1]
         channels = self._candidate_channels(n_channels)
-        reference = X if X_healthy is None else check_images(
-            X_healthy, n_channels=n_channels, name="X_healthy"
+        reference = (
+            X
+            if X_healthy is None
+            else check_images(X_healthy, n_channels=n_channels, name="X_healthy")
         )
         if self.standardize:
             brain = self._brain(reference)

@@ -141,8 +141,11 @@ _STREAM_STEP0 = 16
 
 # --------------------------------------------------------------------------- schedules
 def linear_betas(n_timesteps: int = 1000, beta_start: float = 1e-4,
-                 beta_end: float = 0.02) -> np.ndarray:
+                 beta_end: float = 0.02, max_beta: float = 0.999) -> np.ndarray:
     """Linear beta schedule of DDPM, scaled by ``1000 / T`` as in guided-diffusion.
+
+    The scaling keeps ``abar_T`` small for any ``T``; betas are capped at ``max_beta`` so
+    that very short schedules (``T < 50``, used in tests) stay valid.
 
     Examples
     --------
@@ -151,7 +154,8 @@ def linear_betas(n_timesteps: int = 1000, beta_start: float = 1e-4,
     (0.0001, 0.02)
     """
     scale = 1000.0 / n_timesteps
-    return np.linspace(scale * beta_start, scale * beta_end, n_timesteps, dtype=np.float64)
+    betas = np.linspace(scale * beta_start, scale * beta_end, n_timesteps, dtype=np.float64)
+    return np.minimum(betas, max_beta)
 
 
 def cosine_betas(n_timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999,
