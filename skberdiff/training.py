@@ -366,9 +366,44 @@ def _fetch(data, indices, device):
     return data[indices].to(device, non_blocking=True)
 
 
-def _make_optimizer(params, learning_rate, weight_decay=0.0, betas=(0.9, 0.999)):
-    # The reference uses AdamW with zero weight decay, i.e. Adam.
-    return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay, betas=betas)
+class _Updater:
+    """Optimiser, gradient scaler, clipping and EMA of one trained module.
+
+    The reference uses AdamW with zero weight decay, i.e. Adam. The scaler is only active
+    for fp16 (bf16 and fp32 need none).
+    """
+
+    def __init__(self, module, loop, *, name, learning_rate, precision, ema_rate=None,
+                 max_grad_norm=None, betas=(0.9, 0.999)):
+        self.module = module
+        self.loop = loop
+        self.optimizer = torch.optim.AdamW(module.parameters(), lr=learning_rate,
+                                           weight_decay=0.0, betas=betas)
+        self.scaler = torch.amp.GradScaler(loop.device.type, enabled=precision == "fp16")
+        self.ema = ExponentialMovingAverage(module, ema_rate) if ema_rate else None
+        self.max_grad_norm = max_grad_norm
+        loop.stateful.update({name: module, f"{name}_optimizer": self.optimizer,
+                              f"{name}_scaler": self.scaler})
+        if self.ema is not None:
+            loop.stateful[f"{name}_ema"] = self.ema
+
+    def step(self, loss):
+        """Back-propagate ``loss`` and update the weights (and their EMA)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.max_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.module, self.loop.step)
+
+    def result(self):
+        self.module.eval()
+        return TrainingResult(model=self.module,
+                              ema=None if self.ema is None else self.ema.module,
+                              history=self.loop.history, n_steps=self.loop.step)
 
 
 def train_autoencoder(
@@ -489,19 +524,14 @@ def train_autoencoder(
     data = _maybe_to_device(data, device)
     autoencoder.to(device).train()
     model = _wrap_ddp(autoencoder, device, loop.world)
-    optimizer = _make_optimizer(autoencoder.parameters(), learning_rate)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    ema = ExponentialMovingAverage(autoencoder, ema_rate) if ema_rate else None
-    loop.stateful = {"model": autoencoder, "optimizer": optimizer, "scaler": scaler}
-    if ema is not None:
-        loop.stateful["ema"] = ema
+    updater = _Updater(autoencoder, loop, name="model", learning_rate=learning_rate,
+                       precision=precision, ema_rate=ema_rate, max_grad_norm=max_grad_norm)
     if adversarial:
         discriminator.to(device).train()
         disc = _wrap_ddp(discriminator, device, loop.world)
-        disc_optimizer = _make_optimizer(discriminator.parameters(),
-                                         discriminator_learning_rate or learning_rate,
-                                         betas=(0.5, 0.9))
-        loop.stateful.update(discriminator=discriminator, disc_optimizer=disc_optimizer)
+        disc_updater = _Updater(discriminator, loop, name="discriminator",
+                                learning_rate=discriminator_learning_rate or learning_rate,
+                                precision=precision, betas=(0.5, 0.9))
     if perceptual_loss is not None and hasattr(perceptual_loss, "to"):
         perceptual_loss.to(device)
     latent_hw = (data.shape[2] // factor, data.shape[3] // factor)
@@ -531,29 +561,18 @@ def train_autoencoder(
                 total, gen, autoencoder.last_layer)
             total = total + weight * gen
             losses["generator"] = gen
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        if max_grad_norm:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(autoencoder.parameters(), max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
+        updater.step(total)
         if use_gan:
             discriminator.requires_grad_(True)
-            d_loss = hinge_discriminator_loss(disc(x), disc(x_hat.detach()))
-            disc_optimizer.zero_grad(set_to_none=True)
-            d_loss.backward()
-            disc_optimizer.step()
+            with autocast(device, precision):
+                d_loss = hinge_discriminator_loss(disc(x), disc(x_hat.detach()))
+            disc_updater.step(d_loss)
             losses["discriminator"] = d_loss
-        if ema is not None:
-            ema.update(autoencoder, loop.step)
         losses["loss"] = total
         return {k: v.detach() for k, v in losses.items()}
 
     loop.run(step_fn)
-    autoencoder.eval()
-    return TrainingResult(model=autoencoder, ema=None if ema is None else ema.module,
-                          history=loop.history, n_steps=loop.step)
+    return updater.result()
 
 
 @torch.inference_mode()
@@ -667,12 +686,8 @@ def train_diffusion(
     data = _maybe_to_device(data, device)
     unet.to(device).train()
     model = _wrap_ddp(unet, device, loop.world)
-    optimizer = _make_optimizer(unet.parameters(), learning_rate)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    ema = ExponentialMovingAverage(unet, ema_rate) if ema_rate else None
-    loop.stateful = {"model": unet, "optimizer": optimizer, "scaler": scaler}
-    if ema is not None:
-        loop.stateful["ema"] = ema
+    updater = _Updater(unet, loop, name="model", learning_rate=learning_rate,
+                       precision=precision, ema_rate=ema_rate, max_grad_norm=max_grad_norm)
 
     def step_fn(indices):
         p = _fetch(data, indices, device)
@@ -685,18 +700,8 @@ def train_diffusion(
         with autocast(device, precision):
             logits = model(z_t, model_t)
         loss = diffusion_loss(logits, target)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if max_grad_norm:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(unet.parameters(), max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        if ema is not None:
-            ema.update(unet, loop.step)
+        updater.step(loss)
         return {"loss": loss.detach()}
 
     loop.run(step_fn)
-    unet.eval()
-    return TrainingResult(model=unet, ema=None if ema is None else ema.module,
-                          history=loop.history, n_steps=loop.step)
+    return updater.result()

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["group_norm", "SelfAttention2d"]
+__all__ = ["group_norm", "SelfAttention2d", "Upsample2x"]
 
 
 def group_norm(channels: int, eps: float = 1e-5) -> nn.GroupNorm:
@@ -66,3 +66,14 @@ class SelfAttention2d(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(-1, -2).reshape(b, c, h, w)
         return x + self.proj(out)
+
+
+class Upsample2x(nn.Module):
+    """Nearest-neighbour upsampling by 2 followed by a 3x3 convolution (both networks)."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))

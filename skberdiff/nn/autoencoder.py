@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._layers import SelfAttention2d, group_norm
+from ._layers import SelfAttention2d, Upsample2x, group_norm
 
 __all__ = ["BinaryAutoencoder", "PatchDiscriminator"]
 
@@ -45,15 +45,6 @@ class _Downsample(nn.Module):
 
     def forward(self, x):
         return self.conv(F.pad(x, (0, 1, 0, 1)))
-
-
-class _Upsample(nn.Module):
-    def __init__(self, ch):
-        super().__init__()
-        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
-
-    def forward(self, x):
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 def _middle(ch, attention):
@@ -102,7 +93,7 @@ class _Decoder(nn.Module):
                 if level in attention_levels:
                     layers.append(SelfAttention2d(ch, eps=_EPS))
             if level != 0:
-                layers.append(_Upsample(ch))
+                layers.append(Upsample2x(ch))
         layers.append(group_norm(ch, _EPS))
         self.layers = nn.Sequential(*layers)
         self.conv_out = nn.Conv2d(ch, out_channels, 3, padding=1)

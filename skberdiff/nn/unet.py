@@ -9,10 +9,9 @@ block, zero-initialised output convolutions. The paper preset has 36,034,432 par
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ._layers import SelfAttention2d, group_norm
+from ._layers import SelfAttention2d, Upsample2x, group_norm
 
 __all__ = ["EpsUNet", "timestep_embedding"]
 
@@ -91,15 +90,6 @@ class _Downsample(nn.Module):
         return self.conv(x)
 
 
-class _Upsample(nn.Module):
-    def __init__(self, ch):
-        super().__init__()
-        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
-
-    def forward(self, x):
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
 class EpsUNet(nn.Module):
     """UNet ``eps_theta(z_t, t)`` returning flip-probability logits.
 
@@ -176,7 +166,7 @@ class EpsUNet(nn.Module):
                 if ds in attention_downsampling:
                     layers.append(_attention(ch))
                 if level and i == n_res_blocks:
-                    layers.append(_Upsample(ch))
+                    layers.append(Upsample2x(ch))
                     ds //= 2
                 self.output_blocks.append(_Step(*layers))
         self.out = nn.Sequential(group_norm(ch), nn.SiLU(),
