@@ -771,8 +771,8 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
                  for image in X]
         return torch.tensor(seeds, dtype=torch.int64)
 
-    def _run_batch(self, x, seeds, device, precision, keep_latents):
-        """Encode, restore and decode one batch; everything stays on ``device``."""
+    def _run_batch(self, x, seeds, device, precision, keep_latents, decode=True):
+        """Encode, restore and (if needed) decode one batch; everything stays on ``device``."""
         ae, unet = self._models_on(device)
         rng = CounterRNG(seeds).to(device)
 
@@ -788,8 +788,10 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
                 denoise, code, schedule=self.schedule_, noise_level=self.noise_level,
                 mask_threshold=self.mask_threshold, n_steps=self.n_steps,
                 final_step=self.final_step, forward=self.forward_process, rng=rng)
-            with autocast(device, precision):
-                x_hat = ae.decode(restored.latent).float().clamp_(0.0, 1.0)
+            x_hat = None
+            if decode:
+                with autocast(device, precision):
+                    x_hat = ae.decode(restored.latent).float().clamp_(0.0, 1.0)
         out = {"x_hat": x_hat, "masked_fraction": restored.masked_fraction}
         if keep_latents:
             out.update(code=code, probabilities=probabilities, restored=restored.latent,
@@ -797,7 +799,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
                        step_masked_fraction=restored.step_masked_fraction.T)
         return out
 
-    def _iter_batches(self, X, keep_latents=False):
+    def _iter_batches(self, X, keep_latents=False, decode=True):
         """Yield ``(slice, outputs)`` per batch, halving the batch on GPU out-of-memory."""
         device = self._runtime_device()
         precision = check_precision(self.precision, device)
@@ -810,7 +812,8 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
                 stop = min(start + batch, X.shape[0])
                 x = torch.from_numpy(X[start:stop]).to(device)
                 try:
-                    out = self._run_batch(x, seeds[start:stop], device, precision, keep_latents)
+                    out = self._run_batch(x, seeds[start:stop], device, precision, keep_latents,
+                                          decode)
                 except torch.OutOfMemoryError:
                     if batch == 1:
                         raise
@@ -837,9 +840,10 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         masked_fraction = np.empty(n, dtype=np.float64)
         maps = np.empty((n,) + X.shape[2:], np.float32) if need_map else None
         recon = np.empty(X.shape, np.float32) if "reconstruction" in outputs else None
-        for sl, out in self._iter_batches(X):
+        decode = need_map or recon is not None
+        for sl, out in self._iter_batches(X, decode=decode):
             masked_fraction[sl] = out["masked_fraction"].double().cpu().numpy()
-            if need_map or recon is not None:
+            if decode:
                 x_hat = out["x_hat"].cpu().numpy()
                 if recon is not None:
                     recon[sl] = x_hat
