@@ -1000,7 +1000,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         self._check_inference_params()
         X = self._validate_images(X)
         parts = collections.defaultdict(list)
-        for _, out in self._iter_batches(X, keep_latents=True):
+        for _, out in self._iter_batches(X, keep_latents=True, decode=False):
             for name in ("code", "probabilities", "restored", "mask", "masked_fraction",
                          "mean_flip", "step_masked_fraction"):
                 parts[name].append(out[name].cpu().numpy())
