@@ -1023,8 +1023,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ persistence
     def __getstate__(self):
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else dict(self.__dict__)
-        state = dict(state)
+        state = dict(super().__getstate__())
         state.pop("_cpu_fallback", None)
         for name in ("autoencoder_", "diffusion_model_"):
             module = state.get(name)
@@ -1041,8 +1040,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
             saved = state.get(name)
             if isinstance(saved, dict) and "config" in saved:
                 state[name] = _rebuild(cls, saved["config"], saved["state"])
-        super().__setstate__(state) if hasattr(super(), "__setstate__") else \
-            self.__dict__.update(state)
+        super().__setstate__(state)
         if "autoencoder_" in state:
             self._check_device_on_load()
 
