@@ -54,8 +54,9 @@ INFERENCE_PARAMS = (
     "batch_size",
 )
 INFRASTRUCTURE_PARAMS = (
-    "image_shape", "device", "precision", "memory", "verbose", "checkpoint_dir",
+    "image_shape", "device", "precision", "compile", "memory", "verbose", "checkpoint_dir",
 )
+_COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune")
 
 _IMAGE_SCORES = ("masked_fraction", "map_mean", "map_max")
 _OUTPUTS = ("score", "anomaly_map", "mask", "reconstruction")
@@ -392,8 +393,17 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU; resolved at each use and never
         rewritten.
-    precision : {"fp32", "bf16", "fp16"}, default="fp32"
-        Autocast precision for training and inference (``"fp16"`` needs CUDA).
+    precision : {"fp32", "tf32", "bf16", "fp16"}, default="fp32"
+        Autocast precision for training and inference (``"fp16"`` needs CUDA; ``"tf32"``
+        turns on TF32 tensor-core math for fp32 matmuls and convolutions on CUDA and is
+        plain fp32 elsewhere).
+    compile : bool or {"default", "reduce-overhead", "max-autotune"}, default=False
+        ``torch.compile`` the UNet for inference. ``True`` means ``"default"`` (with
+        inductor weight freezing: about 1.5-2x faster sampling on a CPU);
+        ``"reduce-overhead"`` also captures CUDA graphs, the largest gain for small batches
+        on a GPU. Each new batch shape compiles once (one to two minutes on a CPU); on CUDA
+        the last, smaller batch is padded to ``batch_size`` so one graph serves a whole data
+        set. Results match the eager UNet up to floating-point rounding.
     memory : None, str or joblib.Memory, default=None
         Where to cache trained networks on disk (keyed by training images and
         training-time parameters). Independently, the last few trained networks are
@@ -502,6 +512,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         image_shape=None,
         device="auto",
         precision="fp32",
+        compile=False,
         memory=None,
         verbose=0,
         checkpoint_dir=None,
@@ -543,6 +554,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         self.image_shape = image_shape
         self.device = device
         self.precision = precision
+        self.compile = compile
         self.memory = memory
         self.verbose = verbose
         self.checkpoint_dir = checkpoint_dir
@@ -594,6 +606,9 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         check_probability(self.contamination, "contamination", high=0.5)
         _check_int(self.batch_size, "batch_size", 1)
         _check_int(self.verbose, "verbose", 0)
+        if not any(self.compile is m or (isinstance(m, str) and self.compile == m)
+                   for m in _COMPILE_MODES):
+            raise ValueError(f"compile must be one of {_COMPILE_MODES}, got {self.compile!r}.")
 
     def _training_config(self, seed):
         config = {name: getattr(self, name) for name in TRAINING_PARAMS
@@ -636,6 +651,12 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         device = resolve_device(self.device)
         precision = check_precision(self.precision, device)
         self.seed_ = _fresh_seed(self.random_state)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Under torchrun every process must hold out the same calibration images and
+            # draw the same batches and noise: take rank 0's seed.
+            seed = [self.seed_]
+            torch.distributed.broadcast_object_list(seed, src=0)
+            self.seed_ = int(seed[0])
         X_train, X_cal = self._split_calibration(X_healthy)
         config = self._training_config(self.seed_)
         config["key"] = hashlib.sha256(
@@ -774,6 +795,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
     def _run_batch(self, x, seeds, device, precision, keep_latents, decode=True):
         """Encode, restore and (if needed) decode one batch; everything stays on ``device``."""
         ae, unet = self._models_on(device)
+        unet = self._inference_unet(unet, device)
         rng = CounterRNG(seeds).to(device)
 
         def denoise(z_t, model_t):
@@ -799,6 +821,24 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
                        step_masked_fraction=restored.step_masked_fraction.T)
         return out
 
+    def _inference_unet(self, unet, device):
+        """The UNet, compiled once per network, mode and device when ``compile`` asks for it."""
+        if self.compile is False:
+            return unet
+        mode = "default" if self.compile is True else self.compile
+        key = (id(unet), mode, str(device))
+        cached = getattr(self, "_compiled_unet", None)
+        if cached is None or cached[0] != key or cached[1] is not unet:
+            if mode == "default":
+                # Freezing folds the (inference-only) weights into the graph; on CPUs it lets
+                # oneDNN prepack convolution weights once instead of at every call.
+                compiled = torch.compile(unet, dynamic=False, options={"freezing": True})
+            else:
+                compiled = torch.compile(unet, mode=mode, dynamic=False)
+            cached = (key, unet, compiled)
+            self._compiled_unet = cached
+        return cached[2]
+
     def _iter_batches(self, X, keep_latents=False, decode=True):
         """Yield ``(slice, outputs)`` per batch, halving the batch on GPU out-of-memory."""
         device = self._runtime_device()
@@ -811,9 +851,20 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
             while start < X.shape[0]:
                 stop = min(start + batch, X.shape[0])
                 x = torch.from_numpy(X[start:stop]).to(device)
+                batch_seeds = seeds[start:stop]
+                # A compiled graph (CUDA graphs above all) is specialised to one batch shape:
+                # pad the last batch with copies. Noise is per image, so copies change nothing.
+                pad = batch - (stop - start) if self.compile is not False \
+                    and device.type == "cuda" else 0
+                if pad:
+                    x = torch.cat([x, x[-1:].expand(pad, *x.shape[1:])])
+                    batch_seeds = torch.cat([batch_seeds, batch_seeds[-1:].expand(pad)])
                 try:
-                    out = self._run_batch(x, seeds[start:stop], device, precision, keep_latents,
+                    out = self._run_batch(x, batch_seeds, device, precision, keep_latents,
                                           decode)
+                    if pad:
+                        out = {k: None if v is None else v[:stop - start]
+                               for k, v in out.items()}
                 except torch.OutOfMemoryError:
                     if batch == 1:
                         raise
@@ -1025,6 +1076,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
     def __getstate__(self):
         state = dict(super().__getstate__())
         state.pop("_cpu_fallback", None)
+        state.pop("_compiled_unet", None)  # rebuilt on first use
         for name in ("autoencoder_", "diffusion_model_"):
             module = state.get(name)
             if isinstance(module, torch.nn.Module):

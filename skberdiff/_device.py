@@ -9,7 +9,7 @@ from .exceptions import DeviceFallbackWarning
 
 __all__ = ["resolve_device", "check_precision", "autocast", "PRECISIONS"]
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -96,4 +96,24 @@ def autocast(device: torch.device, precision: str):
     """
     if precision == "fp32":
         return contextlib.nullcontext()
+    if precision == "tf32":
+        return _tf32(device)
     return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
+
+
+@contextlib.contextmanager
+def _tf32(device: torch.device):
+    """TF32 tensor-core math for fp32 matmuls and cuDNN convolutions, restored on exit.
+
+    PyTorch's defaults already allow TF32 in cuDNN convolutions but not in matmuls; this
+    turns on both. Elsewhere than CUDA it changes nothing.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old

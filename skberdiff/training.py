@@ -321,6 +321,15 @@ class _TrainingLoop:
                         self.callback(self.step)
                     if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                         self.save_checkpoint()
+                    if self.world > 1:
+                        # Ranks see a signal at different steps; agree on one step (every
+                        # log_every steps, where the losses are synchronised anyway), so
+                        # that rank 0 checkpoints the step at which all ranks stop.
+                        if self.step % self.log_every:
+                            continue
+                        flag = torch.tensor([float(interrupt.requested)], device=self.device)
+                        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                        interrupt.requested = bool(flag.item())
                     if interrupt.requested:
                         raise KeyboardInterrupt
         except KeyboardInterrupt:
