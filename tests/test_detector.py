@@ -370,6 +370,7 @@ def test_bad_input_at_inference(fitted, X, match, exc):
     (dict(n_steps=50), r"n_steps must be \[1, 20\]", ValueError),
     (dict(device="tpu:0"), "device", ValueError),
     (dict(precision="fp16"), "fp16", ValueError),
+    (dict(precision="fp64"), "precision must be one of", ValueError),
     (dict(image_score="max"), "image_score", ValueError),
     (dict(autoencoder_params=[1]), "autoencoder_params must be a dict", TypeError),
 ])
@@ -397,3 +398,16 @@ def test_inference_parameter_errors_after_fit(fitted, data):
         det.anomaly_map(data[1])
     with pytest.raises(ValueError, match="Unknown outputs"):
         fitted.detect(data[1], ("anomaly_map", "heatmap"))
+
+
+def test_compile_option_is_validated(data):
+    with pytest.raises(ValueError, match="compile must be one of"):
+        MaskedBernoulliDiffusionDetector(**{**TINY, "compile": "fast"}).fit(data[0][:6])
+
+
+@pytest.mark.slow
+def test_compiled_unet_matches_eager(fitted, data):
+    compiled = pickle.loads(pickle.dumps(fitted)).set_params(compile=True)
+    np.testing.assert_allclose(compiled.anomaly_map(data[1]), fitted.anomaly_map(data[1]),
+                               rtol=1e-3, atol=1e-5)
+    assert "_compiled_unet" not in pickle.loads(pickle.dumps(compiled)).__dict__
