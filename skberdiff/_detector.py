@@ -191,6 +191,13 @@ class DetectionResult:
         Segmentation after thresholding and small-component removal.
     reconstruction : ndarray of shape (n, c, h, w), float32
         Pseudo-healthy reconstruction ``x_hat``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> result = DetectionResult(masked_fraction=np.array([0.1, 0.3]))
+    >>> result.anomaly_map is None
+    True
     """
 
     score_samples: np.ndarray | None = None
@@ -222,6 +229,16 @@ class LatentRestoration:
         Mean predicted flip probability per step.
     step_masked_fraction : ndarray of shape (n_steps, n)
         Masked fraction after each step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = np.zeros((1, 2, 4, 4), np.float32)
+    >>> res = LatentRestoration(code=z, probabilities=z, restored=z, mask=z > 0,
+    ...                         masked_fraction=np.zeros(1), timesteps=[2, 1, 0],
+    ...                         mean_flip=np.zeros((2, 1)), step_masked_fraction=np.zeros((2, 1)))
+    >>> res.restored.shape
+    (1, 2, 4, 4)
     """
 
     code: np.ndarray
@@ -1205,6 +1222,19 @@ def load(path, *, device=None) -> MaskedBernoulliDiffusionDetector:
     UnsafeModelFileError
         If the file is not a skberdiff model, contains objects other than tensors and
         plain data, or fails its checksum (corrupted or tampered with).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from skberdiff import MaskedBernoulliDiffusionDetector, load
+    >>> from skberdiff.datasets import make_toy_images
+    >>> X, _ = make_toy_images(12, image_size=32, random_state=0)
+    >>> det = MaskedBernoulliDiffusionDetector(
+    ...     preset="tiny", autoencoder_iterations=2, diffusion_iterations=2,
+    ...     diffusion_steps=50, noise_level=5, device="cpu", random_state=0).fit(X)
+    >>> path = det.save(os.path.join(tempfile.mkdtemp(), "det.skbd"))
+    >>> bool((load(path).anomaly_map(X[:2]) == det.anomaly_map(X[:2])).all())
+    True
     """
     path = os.fspath(path)
     try:

@@ -55,6 +55,15 @@ def run_demo(*, output_dir="demo_output", image_size=64, autoencoder_iterations=
     Returns
     -------
     results : dict
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> results = run_demo(output_dir=tempfile.mkdtemp(), image_size=32,
+    ...                    autoencoder_iterations=2, diffusion_iterations=2, noise_level=5,
+    ...                    device="cpu", verbose=0)  # doctest: +SKIP
+    >>> sorted(results)[:3]  # doctest: +SKIP
+    ['auprc', 'dice', 'figure']
     """
     from . import MaskedBernoulliDiffusionDetector
     from .datasets import make_mni_benchmark
@@ -141,7 +150,13 @@ def _plot(data, result, lesion, path, n_rows=4):
 
 
 def main(argv=None):
-    """Command-line entry point (``python -m skberdiff.demo --help``)."""
+    """Command-line entry point (``python -m skberdiff.demo --help``).
+
+    Examples
+    --------
+    >>> main(["--image-size", "32", "--quiet"])  # doctest: +SKIP
+    0
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", default="demo_output")
     parser.add_argument("--image-size", type=int, default=64)

@@ -489,6 +489,13 @@ class RestorationResult:
         Mean predicted flip probability per step and sample.
     step_masked_fraction : torch.Tensor of shape (n_steps, B)
         Masked fraction after each step (non-decreasing).
+
+    Examples
+    --------
+    >>> res = masked_restoration(lambda z_t, t: torch.zeros_like(z_t), torch.zeros(1, 2, 2, 2),
+    ...                          schedule=make_schedule(), noise_level=3, mask_threshold=0.5)
+    >>> res.timesteps, tuple(res.step_masked_fraction.shape)
+    ([3, 2, 1, 0], (3, 1))
     """
 
     latent: torch.Tensor
@@ -500,7 +507,9 @@ class RestorationResult:
 
 
 def restoration_timesteps(noise_level: int, n_steps: int | None = None) -> list:
-    """Paper times visited by the sampler: ``L = t_0 > t_1 > ... > t_n = 0``.
+    """Paper times visited by the sampler, from ``L`` down to 0.
+
+    ``L = t_0 > t_1 > ... > t_n = 0``.
 
     ``n_steps=None`` (or ``L``) gives every step ``L, L-1, ..., 1, 0`` as Algorithm 1;
     fewer steps are evenly strided.

@@ -50,6 +50,13 @@ class DistributedContext:
         the default CUDA device).
     backend : str or None
         ``"nccl"`` or ``"gloo"``; None when no process group is initialised.
+
+    Examples
+    --------
+    >>> ctx = DistributedContext(rank=0, world_size=1, local_rank=0,
+    ...                          device=torch.device("cpu"), backend=None)
+    >>> ctx.world_size
+    1
     """
 
     rank: int

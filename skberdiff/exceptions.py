@@ -8,6 +8,15 @@ class DeviceFallbackWarning(UserWarning):
 
     The model falls back to the CPU. Outputs are the same up to floating-point
     differences between devices.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warnings.warn("no CUDA here", DeviceFallbackWarning)
+    >>> caught[0].category.__name__
+    'DeviceFallbackWarning'
     """
 
 
@@ -16,8 +25,19 @@ class MissingWeightsError(FileNotFoundError):
 
     Nothing is ever downloaded at run time; the message says where the weights
     were looked for and how to provide them.
+
+    Examples
+    --------
+    >>> issubclass(MissingWeightsError, FileNotFoundError)
+    True
     """
 
 
 class UnsafeModelFileError(ValueError):
-    """A saved model file failed its integrity or format check and was refused."""
+    """A saved model file failed its integrity or format check and was refused.
+
+    Examples
+    --------
+    >>> issubclass(UnsafeModelFileError, ValueError)
+    True
+    """

@@ -94,6 +94,14 @@ class VolumeMeta:
         Modality whose affine and header are recorded (the first one).
     intensity_ranges : dict of str to (float, float)
         Per modality, the ``(low, high)`` intensities mapped to 0 and 1.
+
+    Examples
+    --------
+    See :func:`load_brats_case`, which returns it as ``case.meta``, and
+    :func:`save_volume_map`, which uses it to write maps back:
+
+    >>> VolumeMeta.__dataclass_fields__["affine"].name
+    'affine'
     """
 
     shape: tuple
@@ -147,6 +155,13 @@ class BratsCase:
         Whether a label file was found.
     meta : VolumeMeta
         What :func:`save_volume_map` needs to write results back.
+
+    Examples
+    --------
+    Returned by :func:`load_brats_case`:
+
+    >>> sorted(BratsCase.__dataclass_fields__)[:3]
+    ['has_label', 'images', 'is_diseased']
     """
 
     name: str
@@ -179,6 +194,15 @@ class SliceSet:
         Case of each slice, for patient-level splits.
     slice_indices : ndarray of int, shape (n,)
         Index of each slice in its case's RAS+ volume.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = SliceSet(images=np.zeros((2, 4, 8, 8), np.float32), masks=np.zeros((2, 8, 8), bool),
+    ...              is_diseased=np.zeros(2, bool), case_names=np.array(["a", "b"]),
+    ...              slice_indices=np.array([80, 81]))
+    >>> s
+    SliceSet(images=(2, 4, 8, 8) float32, n_cases=2, n_diseased=0)
     """
 
     images: np.ndarray
@@ -210,6 +234,13 @@ class OctImages:
     kinds : list of str or None
         ``"NORMAL"``, ``"DRUSEN"``, ``"CNV"`` or ``"DME"`` when the file name starts with
         it (as in OCT2017), else None.
+
+    Examples
+    --------
+    Returned by :func:`load_oct_images`:
+
+    >>> sorted(OctImages.__dataclass_fields__)
+    ['images', 'kinds', 'names', 'paths']
     """
 
     images: np.ndarray
@@ -419,7 +450,7 @@ def load_brats_case(
 
     Notes
     -----
-    The paper (Behrendt et al.) trains on 2-D axial slices of BRATS2020: four modalities
+    The paper (Wolleb et al., 2024) trains on 2-D axial slices of BRATS2020: four modalities
     as channels, slices 80-128, zero-padded from 240x240 to 256x256 and min-max scaled
     to [0, 1] per volume and modality. A slice is healthy iff its label is all zero.
 
@@ -911,8 +942,9 @@ def load_oct_images(
     size : (int, int) or None, default=(256, 256)
         Output ``(height, width)``. None keeps the original size, which must then be the
         same for every image.
-    pattern : str or sequence of str, default=("*.jpeg", "*.jpg", "*.png")
-        Shell patterns of the files to take from a folder (case-insensitive).
+    pattern : str or sequence of str, default: JPEG and PNG files
+        Shell patterns of the files to take from a folder (case-insensitive); the
+        default is ``("*.jpeg", "*.jpg", "*.png")``.
     recursive : bool, default=False
         Also search the sub-folders of a folder.
     verbose : int, default=1

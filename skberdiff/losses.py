@@ -120,6 +120,14 @@ def adaptive_adversarial_weight(
     Returns
     -------
     weight : torch.Tensor, scalar, detached
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = torch.ones(3, requires_grad=True)
+    >>> rec, gen = (2 * w).sum(), (4 * w).sum()
+    >>> round(float(adaptive_adversarial_weight(rec, gen, w)), 4)
+    0.5
     """
     rec_grad = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
     gen_grad = torch.autograd.grad(gen_loss, last_layer, retain_graph=True)[0]

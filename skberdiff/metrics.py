@@ -328,6 +328,18 @@ def dice_scorer(estimator, X: ArrayLike, y: ArrayLike) -> float:
     -------
     score : float
         See :func:`dice_score` for images with empty ground truth.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import numpy as np
+    >>> class ThresholdDetector:
+    ...     def detect(self, X, outputs):
+    ...         return SimpleNamespace(mask=X[:, 0] > 0.5)
+    >>> X = np.zeros((1, 1, 4, 4))
+    >>> X[0, 0, :2, :2] = 1.0
+    >>> dice_scorer(ThresholdDetector(), X, X[:, 0] > 0)
+    1.0
     """
     return _score_pixels(estimator, X, y, metrics="dice")
 
@@ -348,6 +360,18 @@ def auprc_scorer(estimator, X: ArrayLike, y: ArrayLike) -> float:
     -------
     score : float
         Images with empty ground truth are skipped (see :func:`pixel_auprc`).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import numpy as np
+    >>> class IdentityDetector:
+    ...     def detect(self, X, outputs):
+    ...         return SimpleNamespace(anomaly_map=X[:, 0])
+    >>> X = np.zeros((1, 1, 4, 4))
+    >>> X[0, 0, 0, 0] = 1.0
+    >>> auprc_scorer(IdentityDetector(), X, X[:, 0] > 0)
+    1.0
     """
     return _score_pixels(estimator, X, y, metrics="auprc")
 

@@ -218,7 +218,8 @@ class PadCrop(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_out : ndarray of shape (n, c, *output_shape_), float32
+        X_out : ndarray of shape (n, c, h_out, w_out), float32
+            ``(h_out, w_out)`` is ``output_shape_``.
         """
         check_is_fitted(self)
         X = check_images(X, spatial_shape=self.input_shape_)

@@ -65,6 +65,12 @@ class TrainingResult:
         with each loss averaged over the steps since the previous entry.
     n_steps : int
         Optimiser steps done in total (including those before a resume).
+
+    Examples
+    --------
+    >>> result = TrainingResult(model=torch.nn.Linear(1, 1), ema=None)
+    >>> result.inference_model is result.model
+    True
     """
 
     model: nn.Module
@@ -118,9 +124,11 @@ class ExponentialMovingAverage:
             b_shadow.copy_(b)
 
     def state_dict(self):
+        """The averaged weights (for checkpoints)."""
         return self.module.state_dict()
 
     def load_state_dict(self, state):
+        """Restore averaged weights saved by :meth:`state_dict`."""
         self.module.load_state_dict(state)
 
 

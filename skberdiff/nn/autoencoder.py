@@ -289,4 +289,5 @@ class PatchDiscriminator(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x):
+        """Patch logits (real > 0 > fake) of shape (B, 1, h', w')."""
         return self.layers(x)
