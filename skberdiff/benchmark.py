@@ -531,23 +531,33 @@ def _memory_probe(path):
                       else after[1] - before[0]}))
 
 
-def _cpu_peak_memory(runner, obj, kwargs, X, workdir):
+def _cpu_peak_memory(runner, obj, kwargs, X, workdir, attempts=2):
+    """Peak RSS growth measured by :func:`_memory_probe` in a child; (bytes or None, error)."""
     import subprocess
 
     import joblib
 
     path = os.path.join(workdir, "memory_probe.joblib")
     joblib.dump((runner, obj, kwargs, X, torch.get_num_threads()), path)
+    error = None
     try:
-        result = subprocess.run(
-            [sys.executable, "-c", "import sys; from skberdiff.benchmark import _memory_probe; "
-             "_memory_probe(sys.argv[1])", path], capture_output=True, text=True, timeout=3600)
-        value = json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_growth"]
-    except (subprocess.SubprocessError, ValueError, IndexError, KeyError):
-        value = None
+        for _ in range(attempts):
+            result = subprocess.run(
+                [sys.executable, "-c", "import sys; from skberdiff.benchmark import "
+                 "_memory_probe; _memory_probe(sys.argv[1])", path],
+                capture_output=True, text=True, timeout=3600)
+            try:
+                value = json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_growth"]
+                if value is not None:
+                    return int(max(value, 0)), None
+                error = "no /proc/self/status on this platform"
+            except (ValueError, IndexError, KeyError):
+                error = (result.stderr.strip().splitlines() or ["no output"])[-1][:300]
+    except subprocess.SubprocessError as exc:
+        error = repr(exc)[:300]
     finally:
         os.remove(path)
-    return None if value is None else int(max(value, 0))
+    return None, error
 
 
 def _measure_per_image(runner, obj, kwargs, X, device, workdir):
@@ -573,10 +583,13 @@ def _measure_per_image(runner, obj, kwargs, X, device, workdir):
         memory = {"peak_memory_bytes": int(torch.cuda.max_memory_allocated(device)),
                   "memory_kind": "torch.cuda.max_memory_allocated, batch 1 (weights included)"}
     else:
-        memory = {"peak_memory_bytes": _cpu_peak_memory(runner, obj, kwargs, X, workdir),
+        peak, error = _cpu_peak_memory(runner, obj, kwargs, X, workdir)
+        memory = {"peak_memory_bytes": peak,
                   "memory_kind": "CPU: peak RSS growth of a fresh process running the same "
                                  "images at batch 1 after loading the model (weights "
                                  "excluded)"}
+        if error is not None:
+            memory["memory_error"] = error
     return {"time_per_image_s": _summary(seconds), "n_images_timed": len(X), **memory}
 
 
@@ -752,6 +765,19 @@ def format_table1_markdown(results):
             f"{_fmt(s.get('dice_reference_minmax'))} | {_fmt(s.get('auprc'))} | "
             f"{_fmt(s.get('auprc_reference_minmax'))} | {m['auprc_pooled']:.3f} | "
             f"{'-' if auroc is None else f'{auroc:.3f}'} |")
+    lines += ["", "Paired differences on the same diseased test slices, masked minus the other "
+              "method (mean ± standard error over slices; positive = masked better):", "",
+              "| Masked minus | Dice (t from X_val) | AUPRC |", "|---|---|---|"]
+    for key, label, _ in _METHOD_ROWS:
+        if key == "masked" or key not in methods or "masked" not in methods:
+            continue
+        cells = []
+        for metric in ("dice_val", "auprc"):
+            diff = (np.asarray(methods["masked"]["per_slice"][metric])
+                    - np.asarray(methods[key]["per_slice"][metric]))
+            sem = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+            cells.append(f"{diff.mean():+.3f} ± {sem:.3f}")
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
     grid = results["grid"]
     lines += ["", f"Figure 3 (left) as a table: Dice (threshold chosen on X_val per cell) on "
               f"the diseased test slices{' (reduced grid)' if grid['reduced'] else ''}:", "",
@@ -1033,10 +1059,13 @@ def run_validation(*, preset="small", quick=False, image_size=None, seed=0, out=
     """Fit one training configuration and score it on the validation lesion split only.
 
     No test slice is evaluated. Scores use thresholds that are not tuned on ``X_val``
-    (the healthy 99th percentile) or none (AUPRC). The lesion-removal ratio compares the
-    reconstruction with the lesion-free version of each validation slice inside the lesion:
-    ``sum (x - x_hat)^2 / sum (x - x_free)^2`` over lesion pixels, 0 when the lesion is
-    copied and 1 when it is removed; the healthy residual is the same error outside lesions.
+    (the healthy 99th percentile) or none (AUPRC); each configuration's per-slice AUPRC is
+    compared with the autoencoder alone on the same slices (mean difference and its standard
+    error). Diagnostics against the lesion-free version ``x_free`` of each validation slice,
+    over lesion pixels: ``lesion_retained``, the share of the lesion signal ``x - x_free``
+    that ``x_hat`` reproduces (1 = the lesion is copied, 0 = removed), and
+    ``lesion_error_ratio = sum (x - x_hat)^2 / sum (x - x_free)^2``; ``healthy_residual`` is
+    the mean squared error outside lesions.
 
     Parameters
     ----------
@@ -1064,22 +1093,33 @@ def run_validation(*, preset="small", quick=False, image_size=None, seed=0, out=
     fit_s = time.perf_counter() - start
     layout = _Layout([("val", data.X_val), ("cal", data.X_cal)])
     y = data.y_val
-    lesion_energy = np.square(data.X_val - data.X_val_lesion_free).sum(axis=1)
+    lesion_signal = data.X_val - data.X_val_lesion_free  # (n, c, h, w), zero off the lesions
+    lesion_energy = np.square(lesion_signal).sum(axis=1)
+    per_slice_auprc = {}
 
-    def score(outputs):
+    def score(name, outputs):
         parts = layout.split(outputs)
         val, cal = parts["val"], parts["cal"]
         threshold = calibrate_pixel_threshold(cal.maps, 0.99,
                                               region=foreground_region(data.X_cal))
         masks = paper_postprocess(val.maps, threshold, median_size=None)
-        result = {"auprc": float(pixel_auprc(y, val.maps)),
+        per_slice_auprc[name] = pixel_auprc(y, val.maps, average=None)
+        result = {"auprc": float(per_slice_auprc[name].mean()),
                   "auprc_reference_minmax": float(pixel_auprc(y, val.ref_scores)),
                   "dice_healthy_q99": float(dice_score(y, masks))}
+        if name != "autoencoder_only":
+            diff = per_slice_auprc[name] - per_slice_auprc["autoencoder_only"]
+            result["auprc_minus_autoencoder_only"] = {
+                "mean": float(diff.mean()), "sem": float(diff.std(ddof=1) / np.sqrt(len(diff)))}
         if val.x_hat is not None:
             error = np.square(data.X_val - val.x_hat).sum(axis=1)
             result["psnr_val"] = float(psnr(data.X_val, val.x_hat))
             result["psnr_healthy_cal"] = float(psnr(data.X_cal, cal.x_hat))
-            result["lesion_removal_ratio"] = float(error[y].sum() / lesion_energy[y].sum())
+            result["lesion_error_ratio"] = float(error[y].sum() / lesion_energy[y].sum())
+            # Share of the lesion signal x - x_free that the reconstruction reproduces
+            # (projection over lesion pixels): 1 = lesion copied, 0 = lesion removed.
+            retained = ((val.x_hat - data.X_val_lesion_free) * lesion_signal).sum(axis=1)
+            result["lesion_retained"] = float(retained[y].sum() / lesion_energy[y].sum())
             result["healthy_residual"] = float(error[~y].mean())
         if val.masked_fraction is not None:
             labels = np.r_[np.ones(len(val.masked_fraction), bool),
@@ -1090,13 +1130,13 @@ def run_validation(*, preset="small", quick=False, image_size=None, seed=0, out=
             result["masked_fraction_cal"] = float(np.mean(cal.masked_fraction))
         return result
 
-    scores = {"autoencoder_only": score(_reconstruction_outputs(
+    scores = {"autoencoder_only": score("autoencoder_only", _reconstruction_outputs(
         layout.X, autoencoder_reconstruction(det, layout.X, seed=seed,
                                              batch_size=settings["batch_size"])))}
     for l_value, p_value in configs:
-        scores[f"L{int(l_value)}_P{float(p_value):g}"] = score(
-            _diffusion_outputs(det, layout.X, l_value, p_value))
-        say(f"[validate] L={l_value} P={p_value}: {scores[f'L{int(l_value)}_P{float(p_value):g}']}")
+        name = f"L{int(l_value)}_P{float(p_value):g}"
+        scores[name] = score(name, _diffusion_outputs(det, layout.X, l_value, p_value))
+        say(f"[validate] L={l_value} P={p_value}: {scores[name]}")
     results = {
         "benchmark": "validate", "preset": preset, "quick": bool(quick), "seed": int(seed),
         "detector": {k: v for k, v in det.get_params().items()
@@ -1105,6 +1145,7 @@ def run_validation(*, preset="small", quick=False, image_size=None, seed=0, out=
         "heldout_diffusion_loss": heldout_diffusion_loss(det, data.X_cal, seed=seed),
         "n_val_lesion": int(len(data.X_val)), "n_calibration": int(len(data.X_cal)),
         "scores": scores, "note": _NOT_COMPARABLE + " Validation split only.",
+        "per_slice_auprc": {k: _rounded(v) for k, v in per_slice_auprc.items()},
         "load_average": _load_average(),
     }
     os.makedirs(out, exist_ok=True)
