@@ -7,7 +7,6 @@ The estimator only validates, orchestrates and thresholds; the networks live in
 
 import collections
 import hashlib
-import io
 import json
 import numbers
 import os

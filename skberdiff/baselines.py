@@ -13,43 +13,11 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import check_images, check_masks
+from .metrics import pixel_auprc
 
 __all__ = ["IntensityThresholdBaseline"]
 
 _POLARITIES = ("bright", "dark")
-
-
-def _average_precision(y_true, scores):
-    """Average precision (area under the precision-recall curve) over all pixels.
-
-    Same definition as :func:`sklearn.metrics.average_precision_score`: tied scores form
-    one operating point; ``sum_n (R_n - R_{n-1}) P_n``. NaN when there is no positive.
-
-    Parameters
-    ----------
-    y_true : array-like of bool
-        Ground truth, any shape.
-    scores : array-like of float
-        Scores of the same shape, higher = more likely positive.
-
-    Returns
-    -------
-    float
-    """
-    y = np.asarray(y_true, dtype=bool).ravel()
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    if y.shape != s.shape:
-        raise ValueError(f"y_true and scores differ in size: {y.size} vs {s.size}.")
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
-    tp = np.cumsum(y)[last_of_tie]
-    n_positive = tp[-1] if tp.size else 0
-    if n_positive == 0:
-        return float("nan")
-    precision = tp / (last_of_tie + 1)
-    recall = tp / n_positive
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def _best_dice_threshold(y_true, scores):
@@ -214,7 +182,8 @@ class IntensityThresholdBaseline(BaseEstimator):
                 scores = self._raw_scores(X, channel, polarity)
                 # Background ranks below every brain pixel.
                 scores = np.where(brain, scores, scores[brain].min() - 1.0 if brain.any() else 0)
-                self.auprc_[channel, _POLARITIES.index(polarity)] = _average_precision(y, scores)
+                self.auprc_[channel, _POLARITIES.index(polarity)] = pixel_auprc(
+                    y, scores, average="pooled")
         best = np.nanargmax(self.auprc_)
         self.channel_, polarity_index = (int(v) for v in np.unravel_index(best, self.auprc_.shape))
         self.polarity_ = _POLARITIES[polarity_index]

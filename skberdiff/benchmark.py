@@ -38,10 +38,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .postprocessing import select_dice_threshold
+
 __all__ = [
     "BENCHMARK_PRESETS",
     "QUICK_OVERRIDES",
-    "select_dice_threshold",
     "heldout_diffusion_loss",
     "autoencoder_reconstruction",
     "run_table1",
@@ -168,52 +169,6 @@ def _load_average():
 
 
 # --------------------------------------------------------------------------- public helpers
-def select_dice_threshold(maps, y_true, region=None, *, min_size=10,
-                          quantiles=np.linspace(0.5, 0.9995, 64)):
-    """Pixel threshold with the best mean per-image Dice on held-out lesion slices.
-
-    Candidates are quantiles of the map values inside ``region`` (the brain); each is
-    applied as the paper's segmentation (threshold, then components under ``min_size``
-    pixels removed) to the given maps, which must already be median-filtered.
-
-    Parameters
-    ----------
-    maps : ndarray of shape (n, h, w)
-        Post-processed anomaly maps of validation slices.
-    y_true : ndarray of shape (n, h, w)
-        Their ground-truth masks.
-    region : ndarray of bool, shape (n, h, w), default=None
-        Pixels whose values define the candidates; None uses all.
-    min_size : int, default=10
-        Smallest connected component kept.
-    quantiles : array-like of float, default=np.linspace(0.5, 0.9995, 64)
-        Candidate quantiles.
-
-    Returns
-    -------
-    threshold : float
-    dice : float
-        Mean per-image Dice of that threshold on the given slices.
-
-    Examples
-    --------
-    >>> y = np.zeros((2, 16, 16), bool)
-    >>> y[:, 4:10, 4:10] = True
-    >>> select_dice_threshold(np.where(y, 2.0, 0.0), y)
-    (0.0, 1.0)
-    """
-    from .metrics import dice_score
-    from .postprocessing import paper_postprocess
-
-    values = maps[region] if region is not None else maps.ravel()
-    candidates = np.unique(np.quantile(values, np.asarray(quantiles)))
-    scores = [dice_score(y_true, paper_postprocess(maps, float(t), median_size=None,
-                                                   min_size=min_size))
-              for t in candidates]
-    best = int(np.argmax(scores))
-    return float(candidates[best]), float(scores[best])
-
-
 def _device_and_precision(det):
     from ._device import check_precision
 

@@ -1094,7 +1094,11 @@ def make_oct_like(n_samples, *, image_size=256, drusen=False, random_state=None)
 
 def _calibration_report(size="small", random_state=0):  # pragma: no cover - CLI helper
     """Print the threshold-baseline and oracle AUPRC of the benchmark (module CLI)."""
-    from .baselines import IntensityThresholdBaseline, _average_precision
+    from .baselines import IntensityThresholdBaseline
+    from .metrics import pixel_auprc
+
+    def _average_precision(y, maps):
+        return pixel_auprc(y, maps, average="pooled")
 
     start = time.perf_counter()
     data = make_mni_benchmark(size=size, return_lesion_free=True, random_state=random_state)

@@ -3,9 +3,9 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
-from sklearn.metrics import average_precision_score
 
-from skberdiff.baselines import IntensityThresholdBaseline, _average_precision, _best_dice_threshold
+from skberdiff.baselines import IntensityThresholdBaseline, _best_dice_threshold
+from skberdiff.metrics import pixel_auprc
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_anomaly_map_shape_background_and_ordering(rng):
     assert_array_equal(maps[background], np.float32(baseline.floor_))
     assert (maps >= baseline.floor_).all()
     assert maps[y].mean() > maps[~y & ~background].mean()
-    assert_allclose(_average_precision(y, maps), baseline.best_auprc_, rtol=1e-6)
+    assert_allclose(pixel_auprc(y, maps, average="pooled"), baseline.best_auprc_, rtol=1e-6)
 
 
 def test_standardize_uses_healthy_statistics(rng):
@@ -81,15 +81,6 @@ def test_predict_mask_uses_the_best_dice_threshold(rng):
     baseline = IntensityThresholdBaseline().fit(X, y)
     assert baseline.val_dice_ == pytest.approx(1.0)
     assert_array_equal(baseline.predict_mask(X), y)
-
-
-def test_average_precision_matches_sklearn(rng):
-    y = rng.random(500) < 0.1
-    scores = np.round(rng.normal(size=500) + y, 1)  # rounding makes ties
-    assert_allclose(_average_precision(y, scores), average_precision_score(y, scores))
-    assert np.isnan(_average_precision(np.zeros(5, bool), np.arange(5.0)))
-    with pytest.raises(ValueError, match="differ in size"):
-        _average_precision(np.zeros(4, bool), np.zeros(5))
 
 
 def test_best_dice_threshold():

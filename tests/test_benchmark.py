@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from skberdiff import MaskedBernoulliDiffusionDetector, benchmark
-from skberdiff.benchmark import heldout_diffusion_loss, select_dice_threshold
+from skberdiff.benchmark import heldout_diffusion_loss
+from skberdiff.postprocessing import select_dice_threshold
 
 pytest.importorskip("nilearn")
 pytest.importorskip("matplotlib")

@@ -47,6 +47,12 @@ def tiny_64():
 # ---------------------------------------------------------------------------------------
 
 
+def _pooled_auprc(y, maps):
+    from skberdiff.metrics import pixel_auprc
+
+    return pixel_auprc(y, maps, average="pooled")
+
+
 def test_shapes_dtypes_and_ranges(tiny):
     assert tiny.X_train.shape == (8, 4, 32, 32)
     assert tiny.X_val.shape == (4, 4, 32, 32)
@@ -262,14 +268,14 @@ def test_missing_nilearn_says_how_to_install(monkeypatch):
 @requires_nilearn
 def test_threshold_baseline_does_not_solve_the_default_mix():
     """The calibration the module docstring reports, at the CPU demo size (a few seconds)."""
-    from skberdiff.baselines import IntensityThresholdBaseline, _average_precision
+    from skberdiff.baselines import IntensityThresholdBaseline
 
     data = make_mni_benchmark(size="small", return_lesion_free=True, random_state=0)
     lesion = data.is_anomalous_test
     baseline = IntensityThresholdBaseline().fit(data.X_val, data.y_val, X_healthy=data.X_train)
-    auprc = _average_precision(data.y_test[lesion], baseline.anomaly_map(data.X_test[lesion]))
+    auprc = _pooled_auprc(data.y_test[lesion], baseline.anomaly_map(data.X_test[lesion]))
     oracle_map = np.abs(data.X_test - data.X_test_lesion_free)[lesion].sum(axis=1)
-    oracle = _average_precision(data.y_test[lesion], oracle_map)
+    oracle = _pooled_auprc(data.y_test[lesion], oracle_map)
     assert auprc < 0.7
     assert oracle > 0.85
     assert data.y_test[lesion].mean() > 0.005
@@ -278,19 +284,19 @@ def test_threshold_baseline_does_not_solve_the_default_mix():
 @requires_nilearn
 @pytest.mark.slow
 def test_calibration_at_full_size():
-    from skberdiff.baselines import IntensityThresholdBaseline, _average_precision
+    from skberdiff.baselines import IntensityThresholdBaseline
 
     data = make_mni_benchmark(return_lesion_free=True, random_state=0)
     lesion = data.is_anomalous_test
     baseline = IntensityThresholdBaseline().fit(data.X_val, data.y_val, X_healthy=data.X_train)
-    auprc = _average_precision(data.y_test[lesion], baseline.anomaly_map(data.X_test[lesion]))
+    auprc = _pooled_auprc(data.y_test[lesion], baseline.anomaly_map(data.X_test[lesion]))
     oracle_map = np.abs(data.X_test - data.X_test_lesion_free)[lesion].sum(axis=1)
     assert auprc < 0.7
-    assert _average_precision(data.y_test[lesion], oracle_map) > 0.85
+    assert _pooled_auprc(data.y_test[lesion], oracle_map) > 0.85
     easy = make_mni_benchmark(size="small", difficulty="easy", random_state=0)
     lesion = easy.is_anomalous_test
     baseline = IntensityThresholdBaseline().fit(easy.X_val, easy.y_val, X_healthy=easy.X_train)
-    easy_auprc = _average_precision(easy.y_test[lesion], baseline.anomaly_map(easy.X_test[lesion]))
+    easy_auprc = _pooled_auprc(easy.y_test[lesion], baseline.anomaly_map(easy.X_test[lesion]))
     assert easy_auprc > auprc + 0.3
 
 

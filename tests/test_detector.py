@@ -1,4 +1,3 @@
-import io
 import pickle
 import warnings
 from unittest import mock
