@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted, check_memory
-from tqdm.auto import tqdm
 
 from . import postprocessing, training
 from ._device import autocast, check_precision, resolve_device
+from ._progress import progress
 from ._validation import check_images, check_masks, check_noise_level, check_probability
 from .diffusion import (
     STREAM_ENCODE,
@@ -862,7 +862,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         seeds = self._sample_seeds(X)
         batch = int(self.batch_size)
         start = 0
-        bar = tqdm(total=X.shape[0], desc="restoring", disable=not self.verbose, leave=False)
+        bar = progress(total=X.shape[0], verbose=self.verbose, desc="restoring", leave=False)
         try:
             while start < X.shape[0]:
                 stop = min(start + batch, X.shape[0])

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._progress import progress
 from ._validation import _to_numpy, check_images
 
 __all__ = [
@@ -255,13 +256,6 @@ class OctImages:
 # --------------------------------------------------------------------------------------
 # Small private helpers
 # --------------------------------------------------------------------------------------
-
-
-def _progress(iterable, *, verbose, total=None, desc=None):
-    """Wrap ``iterable`` in a tqdm bar unless ``verbose`` is 0."""
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, disable=not verbose)
 
 
 def _check_pair(value, name, *, allow_none=True):
@@ -674,7 +668,7 @@ def iter_brats_cases(
         raise TypeError(f"Unknown argument(s) for load_brats_case: {sorted(unknown)}.")
 
     def generate():
-        for folder in _progress(folders, verbose=verbose, desc="cases"):
+        for folder in progress(folders, verbose=verbose, desc="cases"):
             yield load_brats_case(folder, **kwargs)
 
     return generate()
@@ -992,7 +986,7 @@ def load_oct_images(
     paths = _list_images(paths_or_folder, pattern, recursive)
 
     images = []
-    for path in _progress(paths, verbose=verbose, desc="images"):
+    for path in progress(paths, verbose=verbose, desc="images"):
         try:
             with Image.open(path) as img:
                 img.load()

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ._device import autocast, check_precision, resolve_device
+from ._progress import progress
 from ._validation import check_images
 from .diffusion import BernoulliSchedule, diffusion_loss, make_schedule, training_example
 from .losses import (
@@ -313,9 +313,10 @@ class _TrainingLoop:
 
     def run(self, step_fn):
         resumed = self.maybe_resume()
-        bar = tqdm(total=self.n_iterations, initial=min(self.step, self.n_iterations),
-                   desc=self.desc + (" (resumed)" if resumed else ""),
-                   disable=not self.verbose or self.rank != 0, leave=False, dynamic_ncols=True)
+        bar = progress(total=self.n_iterations, initial=min(self.step, self.n_iterations),
+                       desc=self.desc + (" (resumed)" if resumed else ""),
+                       disable=not self.verbose or self.rank != 0, leave=False,
+                       dynamic_ncols=True)
         try:
             with _GracefulInterrupt() as interrupt:
                 while self.step < self.n_iterations:
@@ -617,8 +618,8 @@ def encode_dataset(autoencoder: nn.Module, images, *, batch_size: int = 64, devi
     data = _as_tensor_data(images, "images")
     autoencoder = autoencoder.to(device).eval()
     out = []
-    for start in tqdm(range(0, data.shape[0], batch_size), desc="encoding", disable=not verbose,
-                      leave=False):
+    for start in progress(range(0, data.shape[0], batch_size), verbose=verbose, desc="encoding",
+                          leave=False):
         x = data[start:start + batch_size].to(device, non_blocking=True)
         with autocast(device, precision):
             p = autoencoder.encode(x)
