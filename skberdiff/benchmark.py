@@ -272,10 +272,14 @@ def heldout_diffusion_loss(det, X, *, timesteps=(25, 50, 100, 200, 300, 400, 600
     """
     from ._device import autocast
     from .diffusion import diffusion_loss, training_example
+    from .training import encode_dataset
 
     ae, unet = det.autoencoder_, det.diffusion_model_
     device, precision = _device_and_precision(det)
     unet.to(device)
+    # The encoder is deterministic: encode once, draw fresh codes z0 ~ B(p) per time and draw.
+    probabilities = encode_dataset(ae, X, batch_size=batch_size, device=device,
+                                   precision=precision)
     generator = torch.Generator(device=device).manual_seed(int(seed))
     T = det.schedule_.n_timesteps
     times = sorted({min(max(int(t), 1), T) for t in timesteps})
@@ -284,9 +288,7 @@ def heldout_diffusion_loss(det, X, *, timesteps=(25, 50, 100, 200, 300, 400, 600
         losses, flips, n_entries = [], 0.0, 0
         for _ in range(int(n_draws)):
             for start in range(0, X.shape[0], batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(X[start:start + batch_size])).to(device)
-                with autocast(device, precision):
-                    p = ae.encode(x).float()
+                p = probabilities[start:start + batch_size].to(device)
                 z0 = ae.binarize(p, generator=generator)
                 t_batch = torch.full((z0.shape[0],), t, device=device, dtype=torch.long)
                 z_t, target, model_t = training_example(z0, det.schedule_, rng=generator,
