@@ -7,12 +7,19 @@ helpers so that bad input always produces the same clear message.
 import numbers
 
 import numpy as np
+from sklearn.utils import check_scalar
 
 __all__ = [
     "check_images",
+    "check_masks",
+    "check_maps",
+    "check_same_shape",
+    "check_int",
+    "check_real",
+    "check_choice",
     "check_probability",
     "check_noise_level",
-    "check_masks",
+    "check_range_pair",
 ]
 
 
@@ -195,20 +202,235 @@ def check_masks(y, *, n_samples=None, spatial_shape=None, name="y"):
     return arr != 0
 
 
+def check_maps(maps, name="maps"):
+    """Validate a batch of 2-D maps and return it as a float32 ``(n, h, w)`` array.
+
+    Parameters
+    ----------
+    maps : array-like of shape (n, h, w) or (n, 1, h, w)
+        Anomaly maps (or any per-pixel scores).
+    name : str, default="maps"
+        Name used in error messages.
+
+    Returns
+    -------
+    maps : ndarray of shape (n, h, w), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_maps(np.zeros((2, 1, 4, 4))).shape
+    (2, 4, 4)
+    """
+    if not hasattr(maps, "ndim"):
+        maps = _to_numpy(maps, name)
+    shape = tuple(maps.shape)
+    if maps.ndim == 3:
+        maps = maps[:, None]
+    elif not (maps.ndim == 4 and shape[1] == 1):
+        raise ValueError(f"{name} must be maps of shape (n, h, w), got shape {shape}.")
+    # The image checks (dtype, emptiness, finiteness) apply unchanged to one-channel images.
+    return check_images(maps, name=name)[:, 0]
+
+
+def check_same_shape(a, b, name_a, name_b):
+    """Raise a ``ValueError`` naming both arrays when their shapes differ.
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Arrays to compare.
+    name_a, name_b : str
+        Their names in the message.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_same_shape(np.zeros(2), np.ones(2), "x", "x_hat")
+    """
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} has shape {a.shape} but {name_b} has shape {b.shape}; they must match."
+        )
+
+
+def check_int(value, name, *, low=None, high=None, allow_none=False):
+    """Return ``value`` as an int after checking its type and ``low <= value <= high``.
+
+    Booleans are refused (``True`` is not a count). Wraps :func:`sklearn.utils.check_scalar`.
+
+    Parameters
+    ----------
+    value : object
+        The value to check.
+    name : str
+        Parameter name used in error messages.
+    low, high : int, default=None
+        Inclusive bounds; ``None`` leaves that side open.
+    allow_none : bool, default=False
+        Accept (and return) ``None``.
+
+    Returns
+    -------
+    value : int or None
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer.
+    ValueError
+        If it is out of bounds.
+
+    Examples
+    --------
+    >>> check_int(3, "n_steps", low=1)
+    3
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}: {value!r}.")
+    check_scalar(int(value), name, numbers.Integral, min_val=low, max_val=high)
+    return int(value)
+
+
+def check_real(value, name, *, low=None, high=None, include_low=True, include_high=True,
+               allow_none=False):
+    """Return ``value`` as a finite float after checking its type and bounds.
+
+    Parameters
+    ----------
+    value : object
+        The value to check.
+    name : str
+        Parameter name used in error messages.
+    low, high : float, default=None
+        Bounds; ``None`` leaves that side open (the value must still be finite).
+    include_low, include_high : bool, default=True
+        Whether the bounds themselves are allowed.
+    allow_none : bool, default=False
+        Accept (and return) ``None``.
+
+    Returns
+    -------
+    value : float or None
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number.
+    ValueError
+        If it is NaN, infinite or out of bounds.
+
+    Examples
+    --------
+    >>> check_real(1e-4, "learning_rate", low=0, include_low=False)
+    0.0001
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}.")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}.")
+    too_low = low is not None and (value < low if include_low else value <= low)
+    too_high = high is not None and (value > high if include_high else value >= high)
+    if too_low or too_high:
+        left = "[" if include_low and low is not None else "("
+        right = "]" if include_high and high is not None else ")"
+        bounds = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        raise ValueError(f"{name} must be in {bounds}, got {value}.")
+    return value
+
+
+def check_choice(value, name, choices):
+    """Return ``value`` after checking that it is one of ``choices``.
+
+    Parameters
+    ----------
+    value : object
+        The value to check (compared with ``==``; only strings, numbers and ``None``
+        are accepted as choices).
+    name : str
+        Parameter name used in error messages.
+    choices : tuple
+        Allowed values.
+
+    Returns
+    -------
+    value : object
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not among ``choices``.
+
+    Examples
+    --------
+    >>> check_choice("paper", "posterior", ("paper", "marginal"))
+    'paper'
+    """
+    if not isinstance(value, (str, numbers.Number, type(None))) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
+    return value
+
+
 def check_probability(value, name, *, low=0.0, high=1.0):
     """Return ``value`` as a float after checking ``low <= value <= high``.
+
+    Parameters
+    ----------
+    value : object
+        The value to check.
+    name : str
+        Parameter name used in error messages.
+    low, high : float, default=0.0, 1.0
+        Inclusive bounds (``np.inf`` leaves a side open but the value must be finite).
+
+    Returns
+    -------
+    value : float
 
     Examples
     --------
     >>> check_probability(0.5, "mask_threshold")
     0.5
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}.")
-    value = float(value)
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value}.")
-    return value
+    return check_real(value, name, low=None if low == -np.inf else low,
+                      high=None if high == np.inf else high)
+
+
+def check_range_pair(value, name, low, high):
+    """Return ``(a, b)`` as floats after checking ``low <= a <= b <= high``.
+
+    Parameters
+    ----------
+    value : sequence of two numbers
+        The range.
+    name : str
+        Parameter name used in error messages.
+    low, high : float
+        Inclusive bounds of both ends.
+
+    Returns
+    -------
+    pair : tuple of float
+
+    Examples
+    --------
+    >>> check_range_pair((0.05, 0.6), "lesion_contrast", 0.0, 1.0)
+    (0.05, 0.6)
+    """
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (low, high), got {value!r}.") from None
+    a = check_real(a, f"{name}[0]", low=low, high=high)
+    b = check_real(b, f"{name}[1]", low=low, high=high)
+    if a > b:
+        raise ValueError(f"{name} must be (low, high) with low <= high, got {value!r}.")
+    return a, b
 
 
 def check_noise_level(noise_level, n_timesteps, name="noise_level"):
@@ -219,7 +441,7 @@ def check_noise_level(noise_level, n_timesteps, name="noise_level"):
     >>> check_noise_level(200, 1000)
     200
     """
-    if isinstance(noise_level, bool) or not isinstance(noise_level, numbers.Integral):
+    if isinstance(noise_level, (bool, np.bool_)) or not isinstance(noise_level, numbers.Integral):
         raise TypeError(
             f"{name} must be an integer number of diffusion steps, got "
             f"{type(noise_level).__name__}: {noise_level!r}."
