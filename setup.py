@@ -12,14 +12,19 @@ VERSION = re.search(
 
 # torch is a range on purpose: users bring their own (CUDA) build. On machines without a
 # GPU install the CPU wheel first (``pip install torch==2.13.0``), see README.md.
+# The floor is the first release without the known torch.load(weights_only=True) bypasses
+# (CVE-2025-32434, fixed in 2.6.0; GHSA-63cw-57p8-fm3p / CVE-2026-24747, fixed in 2.10.0):
+# training checkpoints and the LPIPS heads are read with weights_only=True.
 INSTALL_REQUIRES = [
-    "torch>=2.1,<3",
+    "torch>=2.10,<3",
     "numpy>=1.23",
     "scipy>=1.9",
     "scikit-learn>=1.6",
     "joblib>=1.2",
     "nibabel>=5.0",
     "tqdm>=4.60",
+    # Model files: tensors without pickle (skberdiff.load never unpickles anything).
+    "safetensors>=0.4",
 ]
 
 EXTRAS = {
@@ -45,8 +50,10 @@ EXTRAS = {
     ],
 }
 EXTRAS["demo"] = sorted(set(EXTRAS["datasets"] + EXTRAS["plot"]))
+EXTRAS["lint"] = ["ruff>=0.6"]
 EXTRAS["test"] = sorted(
-    set(["pytest>=7", "hypothesis>=6.80"] + EXTRAS["datasets"] + EXTRAS["plot"] + EXTRAS["oct"])
+    set(["pytest>=7", "hypothesis>=6.80"] + EXTRAS["datasets"] + EXTRAS["plot"] + EXTRAS["oct"]
+        + EXTRAS["lint"])
 )
 EXTRAS["all"] = sorted(set(sum(EXTRAS.values(), [])))
 

@@ -60,7 +60,8 @@ def train_step_costs(preset, device, image_size):
     ae = build_autoencoder(preset, 4, seed=0).to(device)
     unet = build_unet(preset, seed=1).to(device)
     latent = image_size // ae.downsampling_factor
-    out = {"autoencoder_parameters": count_parameters(ae), "unet_parameters": count_parameters(unet)}
+    out = {"autoencoder_parameters": count_parameters(ae),
+           "unet_parameters": count_parameters(unet)}
     schedule = make_schedule()
     for name, model, batch in (("autoencoder", ae, 6), ("unet", unet, 32)):
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -101,7 +102,7 @@ def restoration_costs(preset, device, image_size, batches, noise_level, precisio
             torch.backends.cudnn.allow_tf32 = tf32
         amp = "bf16" if precision == "bf16" else "fp32"
 
-        def denoise(z_t, t):
+        def denoise(z_t, t, amp=amp):
             with autocast(device, amp):
                 return unet(z_t, t)
 
@@ -110,7 +111,7 @@ def restoration_costs(preset, device, image_size, batches, noise_level, precisio
             rng = CounterRNG(torch.arange(batch)).to(device)
             times = []
             _reset_peak(device)
-            for repeat in range(2):  # first run warms up kernels and allocator
+            for _repeat in range(2):  # first run warms up kernels and allocator
                 _sync(device)
                 start = time.perf_counter()
                 with torch.inference_mode():

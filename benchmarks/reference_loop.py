@@ -120,8 +120,8 @@ def reference_restore(autoencoder, unet, images, *, schedule: BernoulliSchedule,
         ``"bernoulli"``: ``torch.distributions.Bernoulli``; ``"counter"``: the package's
         counter-based uniforms keyed by ``seeds`` (exactly the detector's draws).
     seeds : torch.Tensor of shape (n,), optional
-        Per-image seeds, required for ``sampler="counter"`` (the detector's
-        ``_sample_seeds(X)``).
+        Per-image seeds, required for ``sampler="counter"`` (the detector's, from
+        ``skberdiff._runtime.image_seeds``).
     device : str or torch.device, default="cpu"
         Where the loop runs.
 

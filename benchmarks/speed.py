@@ -46,11 +46,11 @@ import statistics
 import sys
 import time
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _common import load_average, machine_info  # noqa: E402
 from reference_loop import reference_restore  # noqa: E402
 
 from skberdiff import MaskedBernoulliDiffusionDetector  # noqa: E402
@@ -69,40 +69,30 @@ TARGETS = {
 def build_networks(preset: str, in_channels: int, seed: int = 0):
     """Randomly initialised autoencoder and UNet (eval mode).
 
-    Zero-initialised layers (the UNet's output and residual output convolutions) get the
-    default random initialisation, so that flip probabilities spread around 1/2 and the
+    Zero-initialised layers (the UNet's output and residual output convolutions) get a
+    seeded random initialisation, so that flip probabilities spread around 1/2 and the
     mask grows as it would with a trained model.
     """
     ae = build_autoencoder(preset, in_channels, seed=seed).eval()
     unet = build_unet(preset, ae.latent_channels, seed=seed + 1).eval()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 2)
+    generator = torch.Generator().manual_seed(seed + 2)
+    with torch.no_grad():
         for module in unet.modules():
             if isinstance(module, torch.nn.Conv2d) and not module.weight.any():
-                module.reset_parameters()
+                torch.nn.init.kaiming_uniform_(module.weight, a=5 ** 0.5, generator=generator)
     return ae, unet
 
 
 def make_detector(ae, unet, image_shape, *, noise_level, mask_threshold=0.5,
                   final_step="paper", batch_size=16, device="cpu", precision="fp32",
                   diffusion_steps=1000, seed=0, n_steps=None):
-    """A fitted-looking detector around given networks (as ``skberdiff.load`` builds one)."""
-    det = MaskedBernoulliDiffusionDetector(
-        preset="small", diffusion_steps=diffusion_steps, noise_level=noise_level,
+    """A detector around given networks (no training, no calibration)."""
+    return MaskedBernoulliDiffusionDetector.from_networks(
+        ae, unet, spatial_shape=tuple(int(s) for s in image_shape[1:]), seed=seed,
+        preset="small",
+        diffusion_steps=diffusion_steps, noise_level=noise_level,
         mask_threshold=mask_threshold, final_step=final_step, n_steps=n_steps,
         batch_size=batch_size, device=str(device), precision=precision, random_state=seed)
-    det.autoencoder_ = ae
-    det.diffusion_model_ = unet
-    det.schedule_ = make_schedule("linear", diffusion_steps)
-    det.seed_ = seed
-    det.image_shape_ = tuple(int(s) for s in image_shape)
-    det.n_features_in_ = int(np.prod(image_shape))
-    det.n_train_samples_ = 0
-    det.offset_ = 0.0
-    det.pixel_threshold_ = 0.5
-    det.device_ = str(device)
-    det.history_ = {}
-    return det
 
 
 @contextlib.contextmanager
@@ -216,22 +206,6 @@ def _summary(seconds, memories, n_images, images_at_once):
     return out
 
 
-def _load():
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            match = re.search(r"model name\s*:\s*(.+)", f.read())
-        return match.group(1).strip() if match else platform.processor()
-    except OSError:
-        return platform.processor()
-
-
 # --------------------------------------------------------------------------- benchmarks
 def benchmark_config(*, preset, device, precision, batch_size, n_images, reference_images,
                      noise_level, mask_threshold, final_step, repeats, sampler, seed,
@@ -277,7 +251,7 @@ def benchmark_config(*, preset, device, precision, batch_size, n_images, referen
             fast_memory.append(m)
             log(f"  repeat {r + 1}/{repeats}: reference "
                 f"{ref_seconds[-1] / reference_images if reference_images else float('nan'):.4f}"
-                f" s/image, fast {s / n_images:.4f} s/image  (load {_load()})")
+                f" s/image, fast {s / n_images:.4f} s/image  (load {load_average()})")
     result = {
         "device": str(device),
         "preset": preset,
@@ -376,13 +350,13 @@ def main(argv=None):
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": machine_info('cpu')['processor'],
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
         "gpu": torch.cuda.get_device_name() if has_cuda else None,
         "cuda_measured": bool(want_cuda),
-        "load_average_start": _load(),
+        "load_average_start": load_average(),
         "memory_method": {
             "cpu": "VmHWM - VmRSS at start (/proc/self/status; VmHWM reset through "
                    "/proc/self/clear_refs), per image processed at once; a lower bound",
@@ -408,7 +382,7 @@ def main(argv=None):
                        n_images=args.cpu_images, reference_images=args.cpu_images,
                        repeats=args.repeats)
         log(f"CPU: preset={cfg['preset']} batch={cfg['batch_size']} L={common['noise_level']}"
-            f" threads={torch.get_num_threads()} (load {_load()})")
+            f" threads={torch.get_num_threads()} (load {load_average()})")
         res = benchmark_config(device=torch.device("cpu"), precision=args.cpu_precision,
                                compile_mode=args.compile, **cfg, **common)
         results.append(res)
@@ -438,7 +412,7 @@ def main(argv=None):
                 log(f"  -> fast {res.get('fast', {}).get('seconds_per_image', float('nan')):.4f}"
                     f" s/image")
         _attach_cuda_ratios(results)
-    meta["load_average_end"] = _load()
+    meta["load_average_end"] = load_average()
     meta["wall_seconds"] = time.time() - started
     report = {"meta": meta, "results": results, "checks": _checks(results)}
     directory = os.path.dirname(os.path.abspath(args.out))

@@ -34,31 +34,24 @@ import time
 import numpy as np
 import torch
 
-from skberdiff import MaskedBernoulliDiffusionDetector
-from skberdiff.datasets import make_mni_benchmark
-from skberdiff.metrics import dice_score, image_auroc, pixel_auprc
-from skberdiff.postprocessing import paper_postprocess
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import load_average  # noqa: E402
+
+from skberdiff import MaskedBernoulliDiffusionDetector  # noqa: E402
+from skberdiff.datasets import make_mni_benchmark  # noqa: E402
+from skberdiff.metrics import (  # noqa: E402
+    dice_score,
+    image_auroc,
+    pixel_auprc,
+    select_dice_threshold,
+)
+from skberdiff.postprocessing import foreground_region, get_recipe  # noqa: E402
 
 
-def _load():
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def _segment(det, maps, threshold):
-    size = 10 if det.min_component_size is None else det.min_component_size
-    # The detector's maps are median-filtered already ("paper" post-processing).
-    return paper_postprocess(maps, threshold, median_size=None, min_size=size)
-
-
-def _best_val_threshold(det, maps, X, y):
-    brain = maps[X.max(axis=1) > 0]
-    candidates = np.quantile(brain, np.linspace(0.80, 0.999, 40))
-    scores = [dice_score(y, _segment(det, maps, t)) for t in candidates]
-    best = int(np.argmax(scores))
-    return float(candidates[best]), float(scores[best])
+def _recipe(det):
+    return get_recipe(det.postprocessing, median_size=det.median_size,
+                      min_component_size=det.min_component_size)
 
 
 def _markdown(report):
@@ -112,7 +105,7 @@ def main(argv=None):
     md_path = args.md or os.path.splitext(args.out)[0] + ".md"
 
     started = time.time()
-    load_start = _load()
+    load_start = load_average()
     data = make_mni_benchmark(size="small", random_state=args.seed)
     X_fit, X_cal = data.X_train[:-args.n_calibration], data.X_train[-args.n_calibration:]
     lesion = data.is_anomalous_test
@@ -127,7 +120,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     det.fit(X_fit)
     fit_seconds = time.perf_counter() - t0
-    say(f"fit: {fit_seconds:.0f} s on {len(X_fit)} healthy slices (load {_load()})")
+    say(f"fit: {fit_seconds:.0f} s on {len(X_fit)} healthy slices (load {load_average()})")
 
     L = args.noise_level
     step_counts = sorted({max(1, L // d) for d in args.divisors}, reverse=True)
@@ -137,18 +130,19 @@ def main(argv=None):
         det.calibrate(X_cal)
         healthy_threshold = det.pixel_threshold_
         val_maps = det.anomaly_map(data.X_val)
-        val_threshold, val_dice = _best_val_threshold(det, val_maps, data.X_val, data.y_val)
+        val_threshold, val_dice = select_dice_threshold(val_maps, data.y_val,
+                                                        foreground_region(data.X_val))
         t0 = time.perf_counter()
         result = det.detect(data.X_test, ("score", "anomaly_map"))
         seconds = time.perf_counter() - t0
         maps = result.anomaly_map[lesion]
-        masks_val = _segment(det, maps, val_threshold)
+        masks_val = _recipe(det).segment(maps, val_threshold)
         if full is None:
             full = {"maps": maps, "masks": masks_val}
         row = {
             "n_steps": n_steps,
             "dice_healthy_threshold": float(dice_score(
-                y_test_lesion, _segment(det, maps, healthy_threshold))),
+                y_test_lesion, _recipe(det).segment(maps, healthy_threshold))),
             "dice_val_threshold": float(dice_score(y_test_lesion, masks_val)),
             "auprc": float(pixel_auprc(y_test_lesion, maps)),
             "auprc_pooled": float(pixel_auprc(y_test_lesion, maps, average="pooled")),
@@ -164,7 +158,7 @@ def main(argv=None):
                                                   average="pooled")),
             "seconds_test_pass": seconds,
             "seconds_per_image": seconds / len(data.X_test),
-            "load_average": _load(),
+            "load_average": load_average(),
         }
         rows.append(row)
         say(f"n_steps={n_steps:4d}: Dice {row['dice_healthy_threshold']:.3f} (healthy thr.) "
@@ -178,7 +172,7 @@ def main(argv=None):
             "platform": platform.platform(), "torch_threads": torch.get_num_threads(),
             "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
             "device": str(det.device_), "load_average_start": load_start,
-            "load_average_end": _load(), "fit_seconds": fit_seconds,
+            "load_average_end": load_average(), "fit_seconds": fit_seconds,
             "wall_seconds": time.time() - started,
             "argv": sys.argv[1:] if argv is None else list(argv),
             "note": "Synthetic lesions on an MNI152-derived brain; not comparable to BRATS.",

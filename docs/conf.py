@@ -159,7 +159,7 @@ numpydoc_xref_aliases = {
     "CounterRNG": "skberdiff.diffusion.CounterRNG",
     "RestorationResult": "skberdiff.diffusion.RestorationResult",
     "TrainingResult": "skberdiff.training.TrainingResult",
-    "LPIPS": "skberdiff.losses.LPIPS",
+    "LPIPS": "skberdiff.nn.LPIPS",
     "BinaryAutoencoder": "skberdiff.nn.BinaryAutoencoder",
     "EpsUNet": "skberdiff.nn.EpsUNet",
     "skberdiff.nn.BinaryAutoencoder": "skberdiff.nn.BinaryAutoencoder",
@@ -230,7 +230,6 @@ html_last_updated_fmt = None
 # exists.
 OPTIONAL_MODULES = {
     "skberdiff.distributed": "multi-GPU and multi-node helpers",
-    "skberdiff.benchmark": "the Table 1 / Figure 3 runner",
 }
 
 

@@ -1,43 +1,42 @@
 """MaskedBernoulliDiffusionDetector: the scikit-learn estimator.
 
-The estimator only validates, orchestrates and thresholds; the networks live in
-:mod:`skberdiff.nn`, the diffusion math in :mod:`skberdiff.diffusion`, the training loops in
-:mod:`skberdiff.training` and the map post-processing in :mod:`skberdiff.postprocessing`.
+The estimator keeps the parameters, ``fit``, ``calibrate`` and the public inference methods.
+The networks live in :mod:`skberdiff.nn`, the diffusion math in :mod:`skberdiff.diffusion`,
+the training loops in :mod:`skberdiff.training`; training once per training set is
+``skberdiff._cache``, batched inference ``skberdiff._runtime`` and the model file
+``skberdiff._format``.
 """
 
-import collections
-import hashlib
-import json
 import numbers
 import os
 import warnings
 from dataclasses import dataclass
 
-import joblib
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted, check_memory
 
-from . import postprocessing, training
-from ._device import autocast, check_precision, resolve_device
-from ._progress import progress
-from ._validation import check_images, check_masks, check_noise_level, check_probability
-from .diffusion import (
-    STREAM_ENCODE,
-    CounterRNG,
-    make_schedule,
-    masked_restoration,
-    restoration_timesteps,
+from . import _cache, _format, _runtime
+from ._device import check_precision, resolve_device
+from ._validation import (
+    check_choice,
+    check_images,
+    check_int,
+    check_masks,
+    check_noise_level,
+    check_probability,
+    check_real,
 )
-from .exceptions import DeviceFallbackWarning, UnsafeModelFileError
-from .nn import BinaryAutoencoder, EpsUNet, build_autoencoder, build_discriminator, build_unet
+from .diffusion import FINAL_STEPS, FORWARD_PROCESSES, POSTERIORS, make_schedule
+from .nn import BinaryAutoencoder, EpsUNet
+from .postprocessing import RECIPES, foreground_region, get_recipe
 
-__all__ = ["MaskedBernoulliDiffusionDetector", "DetectionResult", "LatentRestoration",
-           "clear_network_cache", "load"]
+__all__ = ["MaskedBernoulliDiffusionDetector", "DetectionResult", "LatentRestoration", "load"]
 
-# Parameters that change the trained networks: they, the training images, the training
-# device type and precision form the cache key. Nothing else may enter it.
+# Parameters that change the trained networks: they, the healthy training images, the
+# training device type and precision form the cache key. Nothing else may enter it.
 TRAINING_PARAMS = (
     "preset", "autoencoder_params", "unet_params", "diffusion_steps", "noise_schedule",
     "forward_process", "reconstruction_loss", "binarization_weight", "perceptual_weight",
@@ -48,130 +47,33 @@ TRAINING_PARAMS = (
 )
 # Parameters that only change how a trained model is applied: never retrain for them.
 INFERENCE_PARAMS = (
-    "noise_level", "mask_threshold", "n_steps", "final_step", "image_score", "postprocessing",
-    "median_size", "min_component_size", "pixel_threshold", "pixel_quantile", "contamination",
-    "batch_size",
+    "noise_level", "mask_threshold", "n_steps", "final_step", "posterior", "image_score",
+    "postprocessing", "median_size", "min_component_size", "pixel_threshold",
+    "pixel_quantile", "contamination", "batch_size",
 )
 INFRASTRUCTURE_PARAMS = (
     "image_shape", "device", "precision", "compile", "memory", "verbose", "checkpoint_dir",
+    "checkpoint_every",
 )
-_COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune")
+# Never restored from a model file: they name places and resources of the loading machine.
+MACHINE_PARAMS = ("memory", "checkpoint_dir", "device", "verbose", "compile")
 
-_IMAGE_SCORES = ("masked_fraction", "map_mean", "map_max")
-_OUTPUTS = ("score", "anomaly_map", "mask", "reconstruction")
-_MODEL_FORMAT = "skberdiff-model"
-_MODEL_VERSION = 1
-
-
-# --------------------------------------------------------------------------- training cache
-_NETWORK_CACHE = collections.OrderedDict()
-_NETWORK_CACHE_SIZE = 4
-
-
-def clear_network_cache() -> None:
-    """Forget the networks kept in memory for re-use by later fits in this process.
-
-    Fitting keeps the last few trained networks in memory keyed by training images and
-    training-time parameters, so that a grid search over inference-time parameters trains
-    once. Call this to free that memory.
-
-    Examples
-    --------
-    >>> clear_network_cache()
-    """
-    _NETWORK_CACHE.clear()
+IMAGE_SCORES = ("masked_fraction", "masked_unflipped_fraction", "denoising_loss",
+                "mean_flip_probability", "map_mean", "map_max")
+OUTPUTS = ("score", "anomaly_map", "mask", "reconstruction", "latent_anomaly_map")
+# Inference parameters each calibrated threshold depends on.
+_OFFSET_DEPENDS_ON = ("noise_level", "mask_threshold", "n_steps", "final_step", "posterior",
+                      "image_score", "contamination")
+_MAP_DEPENDS_ON = ("postprocessing", "median_size")
+_PIXEL_DEPENDS_ON = ("noise_level", "mask_threshold", "n_steps", "final_step", "posterior",
+                     "pixel_threshold", "pixel_quantile") + _MAP_DEPENDS_ON
+# Share of latent positions averaged by the "denoising_loss" image score (the worst ones).
+_TOP_FRACTION = 0.05
+# Inputs must be scaled to [0, 1]; beyond these bounds they are refused as unnormalised.
+_HARD_RANGE = (-0.5, 1.5)
+_MAX_MEDIAN_SIZE = 51
 
 
-def _train_networks(X, config, device, precision, verbose=0, checkpoint_dir=None):
-    """Train the autoencoder, then the diffusion model on its latents; return CPU states.
-
-    A pure function of ``(X, config, device, precision)``, so it can be cached by
-    :class:`joblib.Memory`. ``verbose`` and ``checkpoint_dir`` do not change the result.
-    """
-    device = torch.device(device)
-    seed = int(config["seed"])
-    n_channels = X.shape[1]
-    ae = build_autoencoder(config["preset"], n_channels, seed=seed,
-                           **(config["autoencoder_params"] or {}))
-    unet = build_unet(config["preset"], ae.latent_channels, seed=seed + 1,
-                      **(config["unet_params"] or {}))
-    if X.shape[2] % ae.downsampling_factor or X.shape[3] % ae.downsampling_factor:
-        raise ValueError(
-            f"Images of size {X.shape[2:]} are not divisible by the autoencoder's downsampling "
-            f"factor {ae.downsampling_factor}; pad them (skberdiff.preprocessing.PadCrop)."
-        )
-    latent_hw = (X.shape[2] // ae.downsampling_factor, X.shape[3] // ae.downsampling_factor)
-    if latent_hw[0] % unet.downsampling_factor or latent_hw[1] % unet.downsampling_factor:
-        raise ValueError(
-            f"The latent size {latent_hw} is not divisible by the UNet's downsampling factor "
-            f"{unet.downsampling_factor}; use larger images or fewer UNet levels "
-            "(unet_params={'channel_multipliers': ...})."
-        )
-    key = config["key"]
-
-    def checkpoint(name):
-        if checkpoint_dir is None:
-            return None
-        return os.path.join(os.fspath(checkpoint_dir), f"{key[:16]}-{name}.pt")
-
-    perceptual = None
-    if config["perceptual_weight"]:
-        from .losses import LPIPS
-
-        perceptual = LPIPS(net=config["perceptual_net"])
-    discriminator = None
-    if config["adversarial_weight"]:
-        discriminator = build_discriminator(config["preset"], n_channels, seed=seed + 2)
-    ae_result = training.train_autoencoder(
-        ae, X, n_iterations=config["autoencoder_iterations"],
-        batch_size=min(config["autoencoder_batch_size"], X.shape[0]),
-        learning_rate=config["autoencoder_learning_rate"],
-        reconstruction=config["reconstruction_loss"],
-        binarization_weight=config["binarization_weight"],
-        perceptual_loss=perceptual, perceptual_weight=config["perceptual_weight"],
-        discriminator=discriminator, adversarial_weight=config["adversarial_weight"],
-        adversarial_start=config["adversarial_start"], ema_rate=config["autoencoder_ema"],
-        device=device, precision=precision, seed=seed, verbose=verbose,
-        checkpoint_path=checkpoint("autoencoder"),
-        checkpoint_every=500 if checkpoint_dir is not None else None,
-    )
-    ae = ae_result.inference_model
-    probabilities = training.encode_dataset(ae, X, device=device, precision=precision)
-    diff_result = training.train_diffusion(
-        unet, probabilities, schedule=make_schedule(config["noise_schedule"],
-                                                    config["diffusion_steps"]),
-        forward=config["forward_process"], n_iterations=config["diffusion_iterations"],
-        batch_size=min(config["diffusion_batch_size"], X.shape[0]),
-        learning_rate=config["diffusion_learning_rate"], ema_rate=config["diffusion_ema"],
-        device=device, precision=precision, seed=seed + 1, verbose=verbose,
-        checkpoint_path=checkpoint("diffusion"),
-        checkpoint_every=500 if checkpoint_dir is not None else None,
-    )
-    unet = diff_result.inference_model
-    return {
-        "autoencoder_config": ae.config,
-        "autoencoder_state": {k: v.detach().cpu() for k, v in ae.state_dict().items()},
-        "unet_config": unet.config,
-        "unet_state": {k: v.detach().cpu() for k, v in unet.state_dict().items()},
-        "history": {"autoencoder": ae_result.history, "diffusion": diff_result.history},
-    }
-
-
-def _cached_train(X, config, device, precision, memory, verbose, checkpoint_dir):
-    key = config["key"]
-    if key in _NETWORK_CACHE:
-        _NETWORK_CACHE.move_to_end(key)
-        return _NETWORK_CACHE[key]
-    train = memory.cache(_train_networks, ignore=["verbose", "checkpoint_dir"])
-    networks = train(X, config, str(device.type), precision, verbose=verbose,
-                     checkpoint_dir=checkpoint_dir)
-    _NETWORK_CACHE[key] = networks
-    while len(_NETWORK_CACHE) > _NETWORK_CACHE_SIZE:
-        _NETWORK_CACHE.popitem(last=False)
-    return networks
-
-
-# --------------------------------------------------------------------------- results
 @dataclass
 class DetectionResult:
     """Everything one diffusion pass gives for a batch of images.
@@ -181,11 +83,19 @@ class DetectionResult:
     Attributes
     ----------
     score_samples : ndarray of shape (n,)
-        Image-level normality score (higher = more normal).
+        Image-level normality score (higher = more normal): minus ``image_score``.
     masked_fraction : ndarray of shape (n,)
         Share of masked latent entries, the paper's image-level anomaly score.
+    image_scores : dict of str to ndarray of shape (n,)
+        Every image-level anomaly score computed in the pass (higher = more anomalous),
+        keyed by the ``image_score`` names.
     anomaly_map : ndarray of shape (n, h, w), float32
         Post-processed pixel anomaly scores (higher = more anomalous).
+    latent_anomaly_map : ndarray of shape (n, h', w'), float32
+        Latent-resolution map of the denoising loss of the injected noise (bits per entry,
+        mean over ``t = L, L/2, L/4``): high where the model mispredicts the noise it was
+        given, i.e. where the code is unlike healthy codes. Computed when requested as the
+        ``"latent_anomaly_map"`` output or with ``image_score="denoising_loss"``.
     mask : ndarray of shape (n, h, w), bool
         Segmentation after thresholding and small-component removal.
     reconstruction : ndarray of shape (n, c, h, w), float32
@@ -201,7 +111,9 @@ class DetectionResult:
 
     score_samples: np.ndarray | None = None
     masked_fraction: np.ndarray | None = None
+    image_scores: dict | None = None
     anomaly_map: np.ndarray | None = None
+    latent_anomaly_map: np.ndarray | None = None
     mask: np.ndarray | None = None
     reconstruction: np.ndarray | None = None
 
@@ -220,6 +132,8 @@ class LatentRestoration:
         Restored latent ``z_0`` (soft for ``final_step="reference"``).
     mask : ndarray of shape (n, C, h, w), bool
         Final mask ``M``.
+    injected : ndarray of shape (n, C, h, w), bool
+        Entries flipped by the noise injected at step ``L``.
     masked_fraction : ndarray of shape (n,)
         Share of masked entries.
     timesteps : list of int
@@ -228,72 +142,17 @@ class LatentRestoration:
         Mean predicted flip probability per step.
     step_masked_fraction : ndarray of shape (n_steps, n)
         Masked fraction after each step.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> z = np.zeros((1, 2, 4, 4), np.float32)
-    >>> res = LatentRestoration(code=z, probabilities=z, restored=z, mask=z > 0,
-    ...                         masked_fraction=np.zeros(1), timesteps=[2, 1, 0],
-    ...                         mean_flip=np.zeros((2, 1)), step_masked_fraction=np.zeros((2, 1)))
-    >>> res.restored.shape
-    (1, 2, 4, 4)
     """
 
     code: np.ndarray
     probabilities: np.ndarray
     restored: np.ndarray
     mask: np.ndarray
+    injected: np.ndarray
     masked_fraction: np.ndarray
     timesteps: list
     mean_flip: np.ndarray
     step_masked_fraction: np.ndarray
-
-
-def _rebuild(cls, config, state):
-    """Rebuild a network from its config and weights, leaving torch's global RNG alone.
-
-    Module constructors draw initial weights from the global RNG; they are overwritten by
-    ``state`` anyway, so the draw happens inside ``fork_rng``.
-    """
-    with torch.random.fork_rng(devices=[]):
-        module = cls(**{k: _as_tuple(v) for k, v in config.items()})
-    module.load_state_dict({k: torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor)
-                            else v for k, v in state.items()})
-    return module.eval().requires_grad_(False)
-
-
-def _check_int(value, name, low, high=None, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}: {value!r}.")
-    if value < low or (high is not None and value > high):
-        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {bound}, got {value}.")
-    return int(value)
-
-
-def _check_choice(value, name, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
-    return value
-
-
-def _fresh_seed(random_state):
-    """A 31-bit seed from ``random_state`` without touching numpy's global RNG."""
-    if random_state is None:
-        return int(np.random.default_rng().integers(2 ** 31 - 1))
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        return int(random_state) & 0x7FFFFFFF
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(2 ** 31 - 1))
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(2 ** 31 - 1))
-    raise TypeError(
-        f"random_state must be None, an int, a numpy RandomState or Generator, got "
-        f"{type(random_state).__name__}."
-    )
 
 
 # --------------------------------------------------------------------------- estimator
@@ -366,8 +225,11 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         ``offset_`` and ``pixel_threshold_`` (training-time). 0 calibrates on the training
         images themselves (optimistic thresholds).
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, batch order, training noise and inference noise
-        (training-time). Pass an int for reproducible results.
+        Seeds the calibration split, weight initialisation, batch order, training noise and
+        inference noise through one :class:`numpy.random.SeedSequence` that spawns a stream
+        per purpose (training-time). Any non-negative int is a distinct seed. ``None`` means
+        "any seed will do": fits on the same images with the same training parameters then
+        reuse the cached networks (and their seed) instead of training again.
     noise_level : int, default=200
         ``L``: number of noising steps (inference-time; paper best: 200).
     mask_threshold : float, default=0.5
@@ -379,9 +241,26 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
     final_step : {"paper", "reference"}, default="paper"
         Last step as Algorithm 1 (stitched, binary) or as the public code (soft,
         unstitched) (inference-time).
-    image_score : {"masked_fraction", "map_mean", "map_max"}, default="masked_fraction"
-        Image-level score: share of masked latent entries (paper), or the mean / maximum of
-        the anomaly map (inference-time). ``score_samples`` returns its negative.
+    posterior : {"paper", "marginal"}, default="paper"
+        Reverse step (inference-time, no retraining). ``"paper"``: eq. 4, which feeds the
+        soft prediction ``z~_0`` into ``theta_post`` and so conditions on ``z_t`` twice
+        (injected noise tends to survive); ``"marginal"``: the Bayes-consistent
+        ``sum_{z_0} p(z_0 | z_t) q(z_{t-1} | z_t, z_0)``, same cost. Works with ``n_steps``.
+    image_score : str, default="masked_fraction"
+        Image-level anomaly score, all from the same diffusion pass (inference-time);
+        ``score_samples`` returns its negative.
+
+        - ``"masked_fraction"``: share of masked latent entries (the paper's).
+        - ``"masked_unflipped_fraction"``: share of latent entries masked although the
+          noise injected at step ``L`` did not flip them (that noise is known exactly, and
+          most of the paper's mask is made of it). No extra cost.
+        - ``"denoising_loss"``: how badly the model predicts the noise actually injected
+          into the input's code, in bits per latent entry, at ``t = L, L/2, L/4``; the
+          mean of the worst 5 % of latent positions. Two extra UNet forwards per image.
+          Its per-position map is :attr:`DetectionResult.latent_anomaly_map`.
+        - ``"mean_flip_probability"``: mean predicted flip probability over all steps.
+        - ``"map_mean"`` / ``"map_max"``: mean / maximum of the pixel anomaly map over
+          foreground (non-zero) pixels; needs decoding.
     postprocessing : {"paper", "reference"}, default="paper"
         Anomaly-map recipe (inference-time). ``"paper"``: ``sum_c (x - x_hat)^2``, median
         filter, threshold, drop components under ``min_component_size`` pixels.
@@ -427,7 +306,10 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
     verbose : int, default=0
         0 is silent; 1 shows progress bars.
     checkpoint_dir : str or path-like, default=None
-        Directory for training checkpoints; an interrupted fit resumes from them.
+        Directory for training checkpoints; an interrupted fit resumes from them. It is
+        checked (created, writable) before training starts.
+    checkpoint_every : int, default=500
+        Training steps between checkpoints (when ``checkpoint_dir`` is set).
 
     Attributes
     ----------
@@ -449,8 +331,13 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         Threshold on ``score_samples``: ``decision_function = score_samples - offset_``.
     pixel_threshold_ : float
         Threshold applied to anomaly maps by :meth:`predict_mask`.
+    calibrated_params_ : dict
+        Inference-time parameters in force when ``offset_`` and ``pixel_threshold_`` were
+        calibrated; predicting with other values raises until :meth:`calibrate` is called.
+    input_range_ : tuple of float
+        Minimum and maximum intensity of the training images (inputs outside it warn).
     seed_ : int
-        Seed actually used (drawn from ``random_state``).
+        Master seed actually used (``random_state``, or the one drawn for ``None``).
     device_ : str
         Device the networks were trained on.
 
@@ -466,6 +353,10 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
     comes from a counter-based generator keyed by ``seed_`` and each image's content: the
     output for an image does not depend on the other images, their order, ``batch_size``
     (beyond floating-point rounding) or the device's RNG.
+
+    Images must be scaled to [0, 1] (for example with :class:`~skberdiff.IntensityScaler`):
+    values far outside raise a ``ValueError``, and inputs outside the range seen in ``fit``
+    warn.
 
     References
     ----------
@@ -517,6 +408,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         mask_threshold=0.5,
         n_steps=None,
         final_step="paper",
+        posterior="paper",
         image_score="masked_fraction",
         postprocessing="paper",
         median_size=5,
@@ -532,6 +424,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         memory=None,
         verbose=0,
         checkpoint_dir=None,
+        checkpoint_every=500,
     ):
         self.preset = preset
         self.autoencoder_params = autoencoder_params
@@ -559,6 +452,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         self.mask_threshold = mask_threshold
         self.n_steps = n_steps
         self.final_step = final_step
+        self.posterior = posterior
         self.image_score = image_score
         self.postprocessing = postprocessing
         self.median_size = median_size
@@ -574,63 +468,91 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         self.memory = memory
         self.verbose = verbose
         self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     # ------------------------------------------------------------------ parameter checks
     def _check_training_params(self):
-        _check_choice(self.preset, "preset", ("paper", "small", "tiny"))
+        check_choice(self.preset, "preset", ("paper", "small", "tiny"))
         for name in ("autoencoder_params", "unet_params"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, dict):
                 raise TypeError(f"{name} must be a dict or None, got {type(value).__name__}.")
-        _check_int(self.diffusion_steps, "diffusion_steps", 1)
-        _check_choice(self.noise_schedule, "noise_schedule", ("linear", "cosine"))
-        _check_choice(self.forward_process, "forward_process", ("paper", "reference"))
-        _check_choice(self.reconstruction_loss, "reconstruction_loss", ("mse", "l1"))
-        _check_choice(self.perceptual_net, "perceptual_net", ("alex", "vgg"))
+        _check_network_overrides(self.autoencoder_params, self.unet_params)
+        check_int(self.diffusion_steps, "diffusion_steps", low=1, high=100_000)
+        check_choice(self.noise_schedule, "noise_schedule", ("linear", "cosine"))
+        check_choice(self.forward_process, "forward_process", FORWARD_PROCESSES)
+        check_choice(self.reconstruction_loss, "reconstruction_loss", ("mse", "l1"))
+        check_choice(self.perceptual_net, "perceptual_net", ("alex", "vgg"))
         for name in ("binarization_weight", "perceptual_weight", "adversarial_weight"):
-            check_probability(getattr(self, name), name, high=np.inf)
+            check_real(getattr(self, name), name, low=0.0)
         for name in ("autoencoder_learning_rate", "diffusion_learning_rate"):
-            if check_probability(getattr(self, name), name, high=np.inf) == 0:
-                raise ValueError(f"{name} must be positive.")
-        _check_int(self.adversarial_start, "adversarial_start", 0)
+            check_real(getattr(self, name), name, low=0.0, include_low=False)
+        check_int(self.adversarial_start, "adversarial_start", low=0)
         for name in ("autoencoder_iterations", "diffusion_iterations", "autoencoder_batch_size",
                      "diffusion_batch_size"):
-            _check_int(getattr(self, name), name, 1)
+            check_int(getattr(self, name), name, low=1)
         for name in ("autoencoder_ema", "diffusion_ema"):
-            value = getattr(self, name)
-            if value is not None and check_probability(value, name) >= 1.0:
-                raise ValueError(f"{name} must be in [0, 1) or None, got {value}.")
+            check_real(getattr(self, name), name, low=0.0, high=1.0, include_high=False,
+                       allow_none=True)
         check_probability(self.calibration_fraction, "calibration_fraction", high=0.9)
+        _cache.resolve_seed(self.random_state if isinstance(self.random_state, numbers.Integral)
+                            or self.random_state is None else 0)
+        if self.image_shape is not None:
+            shape = tuple(self.image_shape) if isinstance(self.image_shape, (tuple, list)) \
+                else None
+            if shape is None or len(shape) != 3 or not all(
+                    isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
+                    for s in shape):
+                raise ValueError(f"image_shape must be (c, h, w) of positive ints, got "
+                                 f"{self.image_shape!r}.")
 
     def _check_inference_params(self):
         check_noise_level(self.noise_level, self.diffusion_steps)
         check_probability(self.mask_threshold, "mask_threshold")
-        if self.n_steps is not None:
-            _check_int(self.n_steps, "n_steps", 1, int(self.noise_level))
-        _check_choice(self.final_step, "final_step", ("paper", "reference"))
-        _check_choice(self.image_score, "image_score", _IMAGE_SCORES)
-        _check_choice(self.postprocessing, "postprocessing", ("paper", "reference"))
-        _check_int(self.median_size, "median_size", 1)
-        _check_int(self.min_component_size, "min_component_size", 0, allow_none=True)
+        check_int(self.n_steps, "n_steps", low=1, high=int(self.noise_level), allow_none=True)
+        check_choice(self.final_step, "final_step", FINAL_STEPS)
+        check_choice(self.posterior, "posterior", POSTERIORS)
+        check_choice(self.image_score, "image_score", IMAGE_SCORES)
+        check_choice(self.postprocessing, "postprocessing", tuple(RECIPES))
+        check_int(self.median_size, "median_size", low=1, high=_MAX_MEDIAN_SIZE)
+        check_int(self.min_component_size, "min_component_size", low=0, allow_none=True)
         if not (isinstance(self.pixel_threshold, str) and self.pixel_threshold == "auto"):
             if isinstance(self.pixel_threshold, str):
                 raise ValueError(
                     f"pixel_threshold must be 'auto' or a number, got {self.pixel_threshold!r}."
                 )
-            check_probability(self.pixel_threshold, "pixel_threshold", low=-np.inf, high=np.inf)
+            check_real(self.pixel_threshold, "pixel_threshold")
         check_probability(self.pixel_quantile, "pixel_quantile")
         check_probability(self.contamination, "contamination", high=0.5)
-        _check_int(self.batch_size, "batch_size", 1)
-        _check_int(self.verbose, "verbose", 0)
+        check_int(self.batch_size, "batch_size", low=1)
+        check_int(self.verbose, "verbose", low=0)
+        check_int(self.checkpoint_every, "checkpoint_every", low=1)
         if not any(self.compile is m or (isinstance(m, str) and self.compile == m)
-                   for m in _COMPILE_MODES):
-            raise ValueError(f"compile must be one of {_COMPILE_MODES}, got {self.compile!r}.")
+                   for m in _runtime.COMPILE_MODES):
+            raise ValueError(
+                f"compile must be one of {_runtime.COMPILE_MODES}, got {self.compile!r}.")
+        if not isinstance(self.device, (str, torch.device)):
+            raise TypeError(
+                f"device must be a string such as 'auto', 'cpu' or 'cuda:0', or a "
+                f"torch.device, got {type(self.device).__name__}: {self.device!r}.")
 
     def _training_config(self, seed):
         config = {name: getattr(self, name) for name in TRAINING_PARAMS
-                  if name not in ("random_state", "calibration_fraction")}
+                  if name != "random_state"}
         config["seed"] = seed
         return config
+
+    def _inference_settings(self, device):
+        return _runtime.InferenceSettings(
+            noise_level=int(self.noise_level), mask_threshold=float(self.mask_threshold),
+            n_steps=None if self.n_steps is None else int(self.n_steps),
+            final_step=self.final_step, posterior=self.posterior,
+            batch_size=int(self.batch_size), precision=check_precision(self.precision, device),
+            compile=self.compile, verbose=int(self.verbose))
+
+    def _recipe(self):
+        return get_recipe(self.postprocessing, median_size=self.median_size,
+                          min_component_size=self.min_component_size)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
@@ -639,8 +561,8 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n, c, h, w) or (n, c*h*w)
-            Training images (healthy, or mixed when ``y`` says which are anomalous).
-            Flattened rows need ``image_shape``.
+            Training images in [0, 1] (healthy, or mixed when ``y`` says which are
+            anomalous). Flattened rows need ``image_shape``.
         y : array-like of shape (n, h, w) or (n,), default=None
             Optional ground truth: pixel masks (an image is used only if its mask is empty)
             or image labels with 1/True = anomalous, 0/False = normal (only 0-labelled images
@@ -653,91 +575,126 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         """
         self._check_training_params()
         self._check_inference_params()
-        if self.image_shape is not None:
-            shape = tuple(self.image_shape)
-            if len(shape) != 3 or not all(isinstance(s, numbers.Integral) and s > 0
-                                          for s in shape):
-                raise ValueError(f"image_shape must be (c, h, w) of positive ints, got "
-                                 f"{self.image_shape!r}.")
         X = check_images(X, image_shape=self.image_shape)
-        healthy = self._healthy_selection(X, y)
-        X_healthy = X[healthy]
+        _check_intensity_range(X, None)
+        X_healthy = X[_healthy_selection(X, y)]
         if X_healthy.shape[0] == 0:
             raise ValueError("y marks every image as anomalous: nothing healthy to train on.")
         device = resolve_device(self.device)
         precision = check_precision(self.precision, device)
-        self.seed_ = _fresh_seed(self.random_state)
+        if self.checkpoint_dir is not None:
+            _check_writable_directory(self.checkpoint_dir)
+        seed = _cache.resolve_seed(self.random_state)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # Under torchrun every process must hold out the same calibration images and
             # draw the same batches and noise: take rank 0's seed.
-            seed = [self.seed_]
-            torch.distributed.broadcast_object_list(seed, src=0)
-            self.seed_ = int(seed[0])
-        X_train, X_cal = self._split_calibration(X_healthy)
-        config = self._training_config(self.seed_)
-        config["key"] = hashlib.sha256(
-            (joblib.hash(X_train) + json.dumps(config, sort_keys=True, default=str)
-             + device.type + precision).encode()
-        ).hexdigest()
-        networks = _cached_train(X_train, config, device, precision,
-                                 check_memory(self.memory), int(self.verbose),
-                                 self.checkpoint_dir)
-        self._set_networks(networks, device)
-        self.device_ = str(device)
-        self.schedule_ = make_schedule(self.noise_schedule, self.diffusion_steps)
-        self.image_shape_ = tuple(int(s) for s in X.shape[1:])
-        self.n_features_in_ = int(np.prod(self.image_shape_))
-        self.n_train_samples_ = int(X_train.shape[0])
-        self.history_ = networks["history"]
+            if seed is None:
+                seed = _cache.resolve_seed(np.random.default_rng())
+            shared = [seed]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            seed = int(shared[0])
+        networks = _cache.cached_train(
+            X_healthy, self._training_config(seed), device, precision,
+            check_memory(self.memory), int(self.verbose), self.checkpoint_dir,
+            int(self.checkpoint_every))
+        autoencoder, unet = _cache.networks_from_state(networks)
+        self._initialize_fitted(
+            autoencoder, unet, seed=networks["seed"], image_shape=X.shape[1:],
+            n_train_samples=networks["n_train"], history=networks["history"],
+            device=device, input_range=(float(X_healthy.min()), float(X_healthy.max())))
+        cal = networks["calibration_indices"]
+        if len(cal) == 0:
+            if self.calibration_fraction > 0:
+                warnings.warn(
+                    f"Too few healthy images ({X_healthy.shape[0]}) to hold out "
+                    f"calibration_fraction={self.calibration_fraction}; thresholds are "
+                    "calibrated on the training images and may be optimistic.",
+                    UserWarning, stacklevel=2)
+            X_cal = X_healthy
+        else:
+            X_cal = X_healthy[cal]
         self._calibrate(X_cal)
         return self
 
-    def _healthy_selection(self, X, y):
-        if y is None:
-            return np.ones(X.shape[0], dtype=bool)
-        y_arr = np.asarray(y)
-        if y_arr.ndim == 1:
-            if y_arr.shape[0] != X.shape[0]:
-                raise ValueError(f"y has {y_arr.shape[0]} labels but X has {X.shape[0]} images.")
-            if y_arr.dtype == object or not (np.issubdtype(y_arr.dtype, np.number)
-                                             or np.issubdtype(y_arr.dtype, np.bool_)):
-                raise TypeError(f"y labels must be numbers or booleans, got {y_arr.dtype}.")
-            values = set(np.unique(y_arr).tolist())
-            if not values <= {0, 1}:
-                raise ValueError(
-                    "Image labels y must be 1/True for anomalous and 0/False for normal images, "
-                    f"got values {sorted(values)}. (predict's +1/-1 convention is not accepted "
-                    "here: pass y == -1.)"
-                )
-            return y_arr == 0
-        masks = check_masks(y_arr, n_samples=X.shape[0], spatial_shape=X.shape[2:])
-        return ~masks.reshape(masks.shape[0], -1).any(axis=1)
+    def _initialize_fitted(self, autoencoder, diffusion_model, *, seed, image_shape,
+                           n_train_samples, history, device, input_range):
+        """Set every fitted attribute but the thresholds: the one place that builds them."""
+        _cache.check_network_sizes(tuple(image_shape)[1:], autoencoder, diffusion_model)
+        if autoencoder.in_channels != image_shape[0]:
+            raise ValueError(f"The autoencoder expects {autoencoder.in_channels} channels but "
+                             f"images have {image_shape[0]}.")
+        if diffusion_model.latent_channels != autoencoder.latent_channels:
+            raise ValueError(
+                f"The diffusion model has {diffusion_model.latent_channels} latent channels "
+                f"but the autoencoder {autoencoder.latent_channels}.")
+        self.autoencoder_ = autoencoder.to(device).eval().requires_grad_(False)
+        self.diffusion_model_ = diffusion_model.to(device).eval().requires_grad_(False)
+        self.schedule_ = make_schedule(self.noise_schedule, self.diffusion_steps,
+                                       self.forward_process)
+        self.seed_ = int(seed)
+        self.image_shape_ = tuple(int(s) for s in image_shape)
+        self.n_features_in_ = int(np.prod(self.image_shape_))
+        self.n_train_samples_ = int(n_train_samples)
+        self.history_ = history
+        self.device_ = str(device)
+        self.input_range_ = (float(input_range[0]), float(input_range[1]))
 
-    def _split_calibration(self, X):
-        n_cal = int(round(self.calibration_fraction * X.shape[0]))
-        if n_cal == 0 or X.shape[0] - n_cal < 1:
-            if self.calibration_fraction > 0:
-                warnings.warn(
-                    f"Too few healthy images ({X.shape[0]}) to hold out "
-                    f"calibration_fraction={self.calibration_fraction}; thresholds are "
-                    "calibrated on the training images and may be optimistic.",
-                    UserWarning, stacklevel=3)
-            return X, X
-        order = np.random.default_rng(self.seed_).permutation(X.shape[0])
-        return X[np.sort(order[n_cal:])], X[np.sort(order[:n_cal])]
+    @classmethod
+    def from_networks(cls, autoencoder, diffusion_model, *, spatial_shape, X_calibration=None,
+                      seed=0, **params):
+        """A detector around networks trained elsewhere (no training).
 
-    def _set_networks(self, networks, device):
-        self.autoencoder_ = _rebuild(BinaryAutoencoder, networks["autoencoder_config"],
-                                     networks["autoencoder_state"]).to(device)
-        self.diffusion_model_ = _rebuild(EpsUNet, networks["unet_config"],
-                                         networks["unet_state"]).to(device)
+        Parameters
+        ----------
+        autoencoder : skberdiff.nn.BinaryAutoencoder
+            Trained binarizing autoencoder.
+        diffusion_model : skberdiff.nn.EpsUNet
+            Trained eps-UNet on its latents.
+        spatial_shape : tuple of int (h, w)
+            Image size (the channels are the autoencoder's).
+        X_calibration : array-like of shape (n, c, h, w), default=None
+            Healthy images for :meth:`calibrate`. Without them ``predict``,
+            ``decision_function`` and ``predict_mask`` need a later ``calibrate`` call; the
+            maps, scores and reconstructions work at once.
+        seed : int, default=0
+            Master seed of the inference noise.
+        **params
+            Constructor parameters (``noise_level``, ``device``, ...).
+
+        Returns
+        -------
+        detector : MaskedBernoulliDiffusionDetector
+            Fitted (networks) and, with ``X_calibration``, calibrated.
+
+        Examples
+        --------
+        >>> from skberdiff.nn import build_autoencoder, build_unet
+        >>> ae = build_autoencoder("tiny", 1, seed=0)
+        >>> unet = build_unet("tiny", ae.latent_channels, seed=1)
+        >>> det = MaskedBernoulliDiffusionDetector.from_networks(
+        ...     ae, unet, spatial_shape=(32, 32), preset="tiny", noise_level=5, device="cpu")
+        >>> det.anomaly_map(np.zeros((1, 1, 32, 32), np.float32)).shape
+        (1, 32, 32)
+        """
+        det = cls(**params)
+        det._check_training_params()
+        det._check_inference_params()
+        h, w = (check_int(v, "spatial_shape", low=1) for v in spatial_shape)
+        det._initialize_fitted(autoencoder, diffusion_model, seed=_cache.resolve_seed(seed),
+                               image_shape=(autoencoder.in_channels, h, w), n_train_samples=0,
+                               history={},
+                               device=resolve_device(det.device), input_range=(0.0, 1.0))
+        if X_calibration is not None:
+            det.calibrate(X_calibration)
+        return det
 
     # ------------------------------------------------------------------ calibration
     def calibrate(self, X, y=None):
         """Recompute ``offset_`` and ``pixel_threshold_`` on healthy images.
 
-        Use it after changing inference-time parameters with ``set_params`` on a fitted
-        detector, or to calibrate on a dedicated healthy validation set.
+        Needed after changing inference-time parameters with ``set_params`` on a fitted
+        detector (thresholds calibrated for other parameters are refused), or to calibrate
+        on a dedicated healthy validation set.
 
         Parameters
         ----------
@@ -753,209 +710,160 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         check_is_fitted(self)
         self._check_inference_params()
         X = self._validate_images(X)
-        X = X[self._healthy_selection(X, y)]
+        X = X[_healthy_selection(X, y)]
         if X.shape[0] == 0:
             raise ValueError("No healthy image to calibrate on.")
         self._calibrate(X)
         return self
 
     def _calibrate(self, X):
-        outputs = ["score"]
-        if self._auto_pixel_threshold_needed():
-            outputs.append("anomaly_map")
-        result = self._detect(X, outputs, threshold=np.inf)
-        self.offset_ = float(np.quantile(result.score_samples, self.contamination))
-        if self._auto_pixel_threshold_needed():
-            region = postprocessing.foreground_region(X)
-            if not region.any():
-                region = None
-            self.pixel_threshold_ = float(postprocessing.calibrate_pixel_threshold(
-                result.anomaly_map, self.pixel_quantile, region=region))
+        auto = self._auto_pixel_threshold()
+        result = self._detect(X, ["score"] + (["anomaly_map"] if auto else []), thresholds=False)
+        n = X.shape[0]
+        if n * self.contamination < 1 and self.contamination > 0:
+            warnings.warn(
+                f"contamination={self.contamination} is calibrated on {n} healthy image(s): "
+                f"fewer than one of them lies beyond the threshold, so the share of new "
+                f"healthy images flagged can be far from {self.contamination} (use at least "
+                f"{int(np.ceil(10 / self.contamination))} calibration images).",
+                UserWarning, stacklevel=3)
+        scores = result.score_samples
+        if np.ptp(scores) == 0 and n > 1:
+            warnings.warn(
+                f"image_score={self.image_score!r} is the same ({-scores[0]:.4g}) on every "
+                f"healthy calibration image with these parameters (e.g. mask_threshold=0 "
+                "masks every entry): predict cannot separate images. Choose another "
+                "image_score or mask_threshold.", UserWarning, stacklevel=3)
+        self.offset_ = float(np.quantile(scores, self.contamination))
+        if auto:
+            region = foreground_region(X)
+            self.pixel_threshold_ = self._recipe().calibrate_threshold(
+                result.anomaly_map, self.pixel_quantile,
+                region=region if region.any() else None)
         elif isinstance(self.pixel_threshold, str):
-            self.pixel_threshold_ = 0.5  # the reference recipe thresholds min-max maps at 0.5
+            self.pixel_threshold_ = float(self._recipe().fixed_threshold)
         else:
             self.pixel_threshold_ = float(self.pixel_threshold)
+        self.calibrated_params_ = self._threshold_params()
 
-    def _auto_pixel_threshold_needed(self):
-        return (isinstance(self.pixel_threshold, str) and self.postprocessing == "paper")
+    def _auto_pixel_threshold(self):
+        return isinstance(self.pixel_threshold, str) and self._recipe().fixed_threshold is None
+
+    def _threshold_params(self):
+        names = dict.fromkeys(_OFFSET_DEPENDS_ON + _PIXEL_DEPENDS_ON)
+        if self.image_score.startswith("map_"):
+            names.update(dict.fromkeys(_MAP_DEPENDS_ON))
+        return {name: getattr(self, name) for name in names}
+
+    def _check_thresholds(self, which):
+        """Refuse thresholds calibrated under other inference parameters."""
+        if not hasattr(self, "offset_"):
+            raise NotFittedError(
+                "This detector has no calibrated thresholds; call calibrate(X_healthy) first.")
+        depends = {"offset": _OFFSET_DEPENDS_ON + (_MAP_DEPENDS_ON if self.image_score
+                                                  .startswith("map_") else ()),
+                   "pixel": _PIXEL_DEPENDS_ON}[which]
+        stale = {name: (self.calibrated_params_.get(name), getattr(self, name))
+                 for name in depends if self.calibrated_params_.get(name) != getattr(self, name)}
+        if stale:
+            changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in stale.items())
+            what = "offset_" if which == "offset" else "pixel_threshold_"
+            raise ValueError(
+                f"{what} was calibrated for other inference parameters ({changes}); call "
+                "calibrate(X_healthy) with healthy images to recalibrate, or refit.")
 
     # ------------------------------------------------------------------ inference core
     def _validate_images(self, X):
         c, h, w = self.image_shape_
-        return check_images(X, image_shape=self.image_shape_ if self.image_shape is not None
-                            or np.ndim(X) == 2 else None, n_channels=c, spatial_shape=(h, w))
+        # Flattened rows (n, c*h*w) are unflattened with the shape seen in fit.
+        X = check_images(X, image_shape=self.image_shape_, n_channels=c, spatial_shape=(h, w))
+        _check_intensity_range(X, self.input_range_)
+        return X
 
     def _runtime_device(self):
-        if getattr(self, "_cpu_fallback", False):
-            return torch.device("cpu")
-        return resolve_device(self.device, fallback=True)
+        return _runtime.runtime_device(self, self.device, getattr(self, "device_", "cpu"))
 
-    def _models_on(self, device):
+    def _networks_on(self, device):
+        # Module.to moves parameters in place: the fitted attributes stay the same objects.
         if self.autoencoder_.codebook.weight.device != device:
             self.autoencoder_.to(device)
             self.diffusion_model_.to(device)
-        return self.autoencoder_, self.diffusion_model_
+        return self.autoencoder_, self.diffusion_model_, self.schedule_
 
-    def _sample_seeds(self, X):
-        """One noise seed per image from ``seed_`` and the image's content.
+    def _inference_seed(self):
+        return _cache.seed_streams(self.seed_)["inference"]
 
-        Every output is then a deterministic function of the image alone: independent of
-        its position in ``X``, of the other images, of the batch size and of the device.
-        """
-        salt = int(self.seed_).to_bytes(8, "little")
-        seeds = [int.from_bytes(hashlib.blake2b(image.tobytes(), digest_size=4,
-                                                salt=salt).digest(), "little")
-                 for image in X]
-        return torch.tensor(seeds, dtype=torch.int64)
-
-    def _run_batch(self, x, seeds, device, precision, keep_latents, decode=True):
-        """Encode, restore and (if needed) decode one batch; everything stays on ``device``."""
-        ae, unet = self._models_on(device)
-        unet = self._inference_unet(unet, device)
-        rng = CounterRNG(seeds).to(device)
-
-        def denoise(z_t, model_t):
-            with autocast(device, precision):
-                return unet(z_t, model_t)
-
-        with torch.inference_mode():
-            with autocast(device, precision):
-                probabilities = ae.encode(x).float()
-            code = (rng.uniform(probabilities, STREAM_ENCODE) < probabilities).float()
-            restored = masked_restoration(
-                denoise, code, schedule=self.schedule_, noise_level=self.noise_level,
-                mask_threshold=self.mask_threshold, n_steps=self.n_steps,
-                final_step=self.final_step, forward=self.forward_process, rng=rng)
-            x_hat = None
-            if decode:
-                with autocast(device, precision):
-                    x_hat = ae.decode(restored.latent).float().clamp_(0.0, 1.0)
-        out = {"x_hat": x_hat, "masked_fraction": restored.masked_fraction}
-        if keep_latents:
-            out.update(code=code, probabilities=probabilities, restored=restored.latent,
-                       mask=restored.mask, mean_flip=restored.mean_flip.T,
-                       step_masked_fraction=restored.step_masked_fraction.T)
-        return out
-
-    def _inference_unet(self, unet, device):
-        """The UNet, compiled once per network, mode and device when ``compile`` asks for it."""
-        if self.compile is False:
-            return unet
-        mode = "default" if self.compile is True else self.compile
-        key = (id(unet), mode, str(device))
-        cached = getattr(self, "_compiled_unet", None)
-        if cached is None or cached[0] != key or cached[1] is not unet:
-            if mode == "default":
-                # Freezing folds the (inference-only) weights into the graph; on CPUs it lets
-                # oneDNN prepack convolution weights once instead of at every call.
-                compiled = torch.compile(unet, dynamic=False, options={"freezing": True})
-            else:
-                compiled = torch.compile(unet, mode=mode, dynamic=False)
-            cached = (key, unet, compiled)
-            self._compiled_unet = cached
-        return cached[2]
-
-    def _iter_batches(self, X, keep_latents=False, decode=True):
-        """Yield ``(slice, outputs)`` per batch, halving the batch on GPU out-of-memory."""
-        device = self._runtime_device()
-        precision = check_precision(self.precision, device)
-        seeds = self._sample_seeds(X)
-        batch = int(self.batch_size)
-        start = 0
-        bar = progress(total=X.shape[0], verbose=self.verbose, desc="restoring", leave=False)
-        try:
-            while start < X.shape[0]:
-                stop = min(start + batch, X.shape[0])
-                x = torch.from_numpy(X[start:stop]).to(device)
-                batch_seeds = seeds[start:stop]
-                # A compiled graph (CUDA graphs above all) is specialised to one batch shape:
-                # pad the last batch with copies. Noise is per image, so copies change nothing.
-                pad = batch - (stop - start) if self.compile is not False \
-                    and device.type == "cuda" else 0
-                if pad:
-                    x = torch.cat([x, x[-1:].expand(pad, *x.shape[1:])])
-                    batch_seeds = torch.cat([batch_seeds, batch_seeds[-1:].expand(pad)])
-                try:
-                    out = self._run_batch(x, batch_seeds, device, precision, keep_latents,
-                                          decode)
-                    if pad:
-                        out = {k: None if v is None else v[:stop - start]
-                               for k, v in out.items()}
-                except torch.OutOfMemoryError:
-                    if batch == 1:
-                        raise
-                    batch //= 2
-                    torch.cuda.empty_cache()
-                    warnings.warn(f"Out of GPU memory; retrying with batch_size={batch}.",
-                                  ResourceWarning, stacklevel=3)
-                    continue
-                yield slice(start, stop), out
-                bar.update(stop - start)
-                start = stop
-        finally:
-            bar.close()
-
-    def _detect(self, X, outputs, threshold=None):
+    def _detect(self, X, outputs, thresholds=True):
         """One diffusion pass over validated ``X`` giving every requested output."""
         outputs = set(outputs)
-        unknown = outputs - set(_OUTPUTS)
+        unknown = outputs - set(OUTPUTS)
         if unknown:
-            raise ValueError(f"Unknown outputs {sorted(unknown)}; choose from {_OUTPUTS}.")
+            raise ValueError(f"Unknown outputs {sorted(unknown)}; choose from {OUTPUTS}.")
+        if thresholds and "mask" in outputs:
+            self._check_thresholds("pixel")
+        want_score = "score" in outputs
         need_map = bool(outputs & {"anomaly_map", "mask"}) or (
-            "score" in outputs and self.image_score != "masked_fraction")
+            want_score and self.image_score.startswith("map_"))
+        latent_loss = "latent_anomaly_map" in outputs or (
+            want_score and self.image_score == "denoising_loss")
         n = X.shape[0]
-        masked_fraction = np.empty(n, dtype=np.float64)
+        scalars = {name: np.empty(n, np.float64) for name in
+                   ("masked_fraction", "masked_unflipped_fraction", "mean_flip_probability")}
         maps = np.empty((n,) + X.shape[2:], np.float32) if need_map else None
         recon = np.empty(X.shape, np.float32) if "reconstruction" in outputs else None
+        latent_maps = None
         decode = need_map or recon is not None
-        for sl, out in self._iter_batches(X, decode=decode):
-            masked_fraction[sl] = out["masked_fraction"].double().cpu().numpy()
+        device = self._runtime_device()
+        recipe = self._recipe()
+        for sl, out in _runtime.iter_restorations(
+                self._networks_on(device), X, seed=self._inference_seed(),
+                settings=self._inference_settings(device), device=device, decode=decode,
+                latent_loss=latent_loss):
+            for name, values in scalars.items():
+                values[sl] = out[name].double().cpu().numpy()
+            if latent_loss:
+                part = out["latent_loss"].cpu().numpy()
+                if latent_maps is None:
+                    latent_maps = np.empty((n,) + part.shape[1:], np.float32)
+                latent_maps[sl] = part
             if decode:
                 x_hat = out["x_hat"].cpu().numpy()
                 if recon is not None:
                     recon[sl] = x_hat
                 if need_map:
-                    maps[sl] = self._anomaly_map_from(X[sl], x_hat)
-        result = DetectionResult(masked_fraction=masked_fraction, reconstruction=recon)
-        if "score" in outputs:
-            result.score_samples = -self._image_scores(masked_fraction, maps)
+                    maps[sl] = recipe.anomaly_map(X[sl], x_hat)
+        image_scores = dict(scalars)
+        if latent_maps is not None:
+            flat = latent_maps.reshape(n, -1)
+            k = max(1, int(round(_TOP_FRACTION * flat.shape[1])))
+            image_scores["denoising_loss"] = -np.sort(-flat, axis=1)[:, :k].mean(axis=1)
+        if maps is not None:
+            image_scores.update(_map_scores(maps, foreground_region(X)))
+        result = DetectionResult(masked_fraction=scalars["masked_fraction"],
+                                 image_scores=image_scores, reconstruction=recon,
+                                 latent_anomaly_map=latent_maps)
+        if want_score:
+            result.score_samples = -image_scores[self.image_score]
         if "anomaly_map" in outputs:
             result.anomaly_map = maps
         if "mask" in outputs:
-            result.mask = self._segment(maps, self.pixel_threshold_ if threshold is None
-                                        else threshold)
+            result.mask = recipe.segment(maps, self.pixel_threshold_)
         return result
 
-    def _anomaly_map_from(self, x, x_hat):
-        if self.postprocessing == "paper":
-            raw = postprocessing.squared_error_map(x, x_hat)
-            return postprocessing.median_filter_maps(raw, self.median_size)
-        return postprocessing.reference_anomaly_scores(x, x_hat, median_size=self.median_size)
-
-    def _segment(self, maps, threshold):
-        if self.postprocessing == "paper":
-            size = 10 if self.min_component_size is None else self.min_component_size
-            return postprocessing.paper_postprocess(maps, threshold, median_size=None,
-                                                    min_size=size)
-        size = 15 if self.min_component_size is None else self.min_component_size
-        return postprocessing.reference_postprocess(maps, threshold, min_size=size)
-
-    def _image_scores(self, masked_fraction, maps):
-        if self.image_score == "masked_fraction":
-            return masked_fraction
-        flat = maps.reshape(maps.shape[0], -1)
-        return flat.mean(1) if self.image_score == "map_mean" else flat.max(1)
-
     # ------------------------------------------------------------------ public inference
-    def detect(self, X, outputs=_OUTPUTS):
+    def detect(self, X, outputs=OUTPUTS):
         """Run one diffusion pass and return every requested output.
 
         Parameters
         ----------
         X : array-like of shape (n, c, h, w) or (n, c*h*w)
             Images.
-        outputs : sequence of {"score", "anomaly_map", "mask", "reconstruction"}
-            What to compute; the masked fraction is always returned.
+        outputs : str or sequence of str, default=all
+            What to compute among ``"score"``, ``"anomaly_map"``, ``"mask"``,
+            ``"reconstruction"`` and ``"latent_anomaly_map"`` (two extra UNet forwards per
+            image). ``image_scores`` always holds the scores that come free with the
+            requested outputs (the latent ones; ``denoising_loss`` with the latent map;
+            ``map_mean``/``map_max`` with a pixel map).
 
         Returns
         -------
@@ -963,6 +871,8 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         self._check_inference_params()
+        if isinstance(outputs, str):
+            outputs = (outputs,)
         return self._detect(self._validate_images(X), outputs)
 
     def score_samples(self, X):
@@ -993,6 +903,9 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         -------
         decision : ndarray of shape (n,)
         """
+        check_is_fitted(self)
+        self._check_inference_params()
+        self._check_thresholds("offset")
         return self.score_samples(X) - self.offset_
 
     def predict(self, X):
@@ -1051,6 +964,71 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         """
         return self.detect(X, ("reconstruction",)).reconstruction
 
+    def encode(self, X, *, deterministic=False):
+        """Binary latent codes ``z ~ B(sigmoid(E(x)))`` of images, as the sampler draws them.
+
+        The Bernoulli sample uses the same per-image noise as :meth:`detect`, so
+        ``decode(encode(X))`` is the autoencoder-alone reconstruction of the very code the
+        diffusion stage starts from.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, c, h, w) or (n, c*h*w)
+            Images.
+        deterministic : bool, default=False
+            Threshold the encoder's probabilities at 0.5 instead of sampling.
+
+        Returns
+        -------
+        codes : ndarray of shape (n, C, h', w'), float32 in {0, 1}
+        """
+        check_is_fitted(self)
+        X = self._validate_images(X)
+        device = self._runtime_device()
+        ae, _, _ = self._networks_on(device)
+        codes = None
+        for sl, _, code in _runtime.iter_codes(
+                ae, X, seed=self._inference_seed(), batch_size=int(self.batch_size),
+                device=device, precision=check_precision(self.precision, device),
+                deterministic=deterministic):
+            part = code.cpu().numpy()
+            if codes is None:
+                codes = np.empty((X.shape[0],) + part.shape[1:], np.float32)
+            codes[sl] = part
+        return codes
+
+    def decode(self, Z):
+        """Decode latent codes (binary or soft) to images clamped to [0, 1].
+
+        Parameters
+        ----------
+        Z : array-like of shape (n, C, h', w')
+            Codes with values in [0, 1], e.g. from :meth:`encode` or
+            :meth:`restore_latent`.
+
+        Returns
+        -------
+        images : ndarray of shape (n, c, h, w), float32
+        """
+        check_is_fitted(self)
+        C = self.autoencoder_.latent_channels
+        f = self.autoencoder_.downsampling_factor
+        _, h, w = self.image_shape_
+        Z = check_images(Z, name="Z", n_channels=C, spatial_shape=(h // f, w // f))
+        if Z.min() < 0 or Z.max() > 1:
+            raise ValueError("Z must hold codes in [0, 1].")
+        device = self._runtime_device()
+        ae, _, _ = self._networks_on(device)
+        precision = check_precision(self.precision, device)
+        out = np.empty((Z.shape[0],) + self.image_shape_, np.float32)
+        step = int(self.batch_size)
+        with torch.inference_mode():
+            for start in range(0, Z.shape[0], step):
+                z = torch.from_numpy(Z[start:start + step]).to(device)
+                out[start:start + step] = _runtime.decode_codes(ae, z, device,
+                                                                precision).cpu().numpy()
+        return out
+
     def restore_latent(self, X):
         """Latent-level results of the masked restoration, for research use.
 
@@ -1066,14 +1044,19 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         check_is_fitted(self)
         self._check_inference_params()
         X = self._validate_images(X)
-        parts = collections.defaultdict(list)
-        for _, out in self._iter_batches(X, keep_latents=True, decode=False):
-            for name in ("code", "probabilities", "restored", "mask", "masked_fraction",
-                         "mean_flip", "step_masked_fraction"):
+        device = self._runtime_device()
+        names = ("code", "probabilities", "restored", "mask", "injected", "masked_fraction",
+                 "mean_flip", "step_masked_fraction")
+        parts = {name: [] for name in names}
+        for _, out in _runtime.iter_restorations(
+                self._networks_on(device), X, seed=self._inference_seed(),
+                settings=self._inference_settings(device), device=device, keep_latents=True,
+                decode=False):
+            for name in names:
                 parts[name].append(out[name].cpu().numpy())
         arrays = {k: np.concatenate(v) for k, v in parts.items()}
         return LatentRestoration(
-            timesteps=restoration_timesteps(self.noise_level, self.n_steps),
+            timesteps=_runtime_timesteps(self.noise_level, self.n_steps),
             mean_flip=arrays.pop("mean_flip").T,
             step_masked_fraction=arrays.pop("step_masked_fraction").T,
             **arrays)
@@ -1086,13 +1069,11 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         return tags
 
     def __sklearn_is_fitted__(self):
-        return hasattr(self, "autoencoder_") and hasattr(self, "offset_")
+        return hasattr(self, "autoencoder_")
 
     # ------------------------------------------------------------------ persistence
     def __getstate__(self):
         state = dict(super().__getstate__())
-        state.pop("_cpu_fallback", None)
-        state.pop("_compiled_unet", None)  # rebuilt on first use
         for name in ("autoencoder_", "diffusion_model_"):
             module = state.get(name)
             if isinstance(module, torch.nn.Module):
@@ -1107,120 +1088,171 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         for name, cls in (("autoencoder_", BinaryAutoencoder), ("diffusion_model_", EpsUNet)):
             saved = state.get(name)
             if isinstance(saved, dict) and "config" in saved:
-                state[name] = _rebuild(cls, saved["config"], saved["state"])
+                state[name] = _cache.rebuild(cls, saved["config"], saved["state"])
         super().__setstate__(state)
         if "autoencoder_" in state:
-            self._check_device_on_load()
+            self._runtime_device()  # warns now, at load, if CUDA is missing
 
-    def _check_device_on_load(self):
-        requested = str(self.device)
-        trained = str(getattr(self, "device_", "cpu"))
-        wants_cuda = requested.startswith("cuda") or (requested == "auto"
-                                                      and trained.startswith("cuda"))
-        if wants_cuda and not torch.cuda.is_available():
-            warnings.warn(
-                f"This detector was fitted on {trained} (device={requested!r}) but CUDA is not "
-                "available here; it runs on the CPU.", DeviceFallbackWarning, stacklevel=3)
-            self._cpu_fallback = True
+    def save(self, path, *, key=None):
+        """Save a fitted detector as a file that is safe to share.
 
-    def save(self, path):
-        """Save a fitted detector in a pickle-free format: weights plus a JSON config.
-
-        The file holds only tensors, strings and numbers and a SHA-256 checksum; it is read
-        back with ``torch.load(weights_only=True)`` by :func:`skberdiff.load`, which never
-        runs code from the file. Safe to share, unlike pickles.
+        The file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the
+        weights of both networks as raw tensors (no pickle) and, in its header, a JSON
+        config (parameters and fitted values) with a SHA-256 checksum over config and
+        tensors. The checksum detects corruption; pass ``key`` to also sign the file with
+        an HMAC-SHA256, which :func:`skberdiff.load` verifies with the same key
+        (authenticity). Machine-specific parameters (``memory``, ``checkpoint_dir``,
+        ``device``, ``verbose``, ``compile``) are not saved. The file is written to a
+        temporary name and renamed, so an existing file is never left half-written.
 
         Parameters
         ----------
         path : str or path-like
             Output file (conventionally ``*.skbd``).
+        key : bytes or str, default=None
+            Secret key of the HMAC signature.
 
         Returns
         -------
         path : str
         """
         check_is_fitted(self)
-        params = self.get_params()
-        if not isinstance(params["random_state"], (type(None), numbers.Integral)):
-            params["random_state"] = self.seed_
-        if params["memory"] is not None and not isinstance(params["memory"], str):
-            params["memory"] = None  # a Memory object is machine-specific; not saved
-        if params["checkpoint_dir"] is not None:
-            params["checkpoint_dir"] = os.fspath(params["checkpoint_dir"])
-        config = {
-            "params": params,
-            "fitted": {
-                "seed_": self.seed_, "offset_": self.offset_,
-                "pixel_threshold_": self.pixel_threshold_, "image_shape_": self.image_shape_,
-                "n_features_in_": self.n_features_in_, "n_train_samples_": self.n_train_samples_,
-                "device_": self.device_, "history_": self.history_,
-                "autoencoder_config": self.autoencoder_.config,
-                "unet_config": self.diffusion_model_.config,
-            },
-        }
-        config_json = json.dumps(config, sort_keys=True, default=_json_default)
-        tensors = {f"autoencoder.{k}": v.detach().cpu().contiguous()
-                   for k, v in self.autoencoder_.state_dict().items()}
-        tensors.update({f"unet.{k}": v.detach().cpu().contiguous()
-                        for k, v in self.diffusion_model_.state_dict().items()})
-        payload = {"format": _MODEL_FORMAT, "version": _MODEL_VERSION, "config": config_json,
-                   "tensors": tensors, "checksum": _checksum(config_json, tensors)}
+        self._check_thresholds("offset")
+        return _format.save_detector(self, path, key=key)
+
+
+def _runtime_timesteps(noise_level, n_steps):
+    from .diffusion import restoration_timesteps
+
+    return restoration_timesteps(noise_level, n_steps)
+
+
+def _map_scores(maps, region):
+    """Mean and maximum of each map over its foreground pixels (all pixels if none)."""
+    flat = maps.reshape(maps.shape[0], -1)
+    keep = region.reshape(region.shape[0], -1)
+    keep = np.where(keep.any(axis=1, keepdims=True), keep, True)
+    mean = np.where(keep, flat, 0).sum(1) / keep.sum(1)
+    return {"map_mean": mean.astype(np.float64),
+            "map_max": np.where(keep, flat, -np.inf).max(1).astype(np.float64)}
+
+
+def _healthy_selection(X, y):
+    """Boolean selection of the images that ``y`` (masks or 0/1 labels) says are normal."""
+    if y is None:
+        return np.ones(X.shape[0], dtype=bool)
+    y_arr = np.asarray(y)
+    if y_arr.ndim == 1:
+        if y_arr.shape[0] != X.shape[0]:
+            raise ValueError(f"y has {y_arr.shape[0]} labels but X has {X.shape[0]} images.")
+        if y_arr.dtype == object or not (np.issubdtype(y_arr.dtype, np.number)
+                                         or np.issubdtype(y_arr.dtype, np.bool_)):
+            raise TypeError(f"y labels must be numbers or booleans, got {y_arr.dtype}.")
+        values = set(np.unique(y_arr).tolist())
+        if not values <= {0, 1}:
+            raise ValueError(
+                "Image labels y must be 1/True for anomalous and 0/False for normal images, "
+                f"got values {sorted(values)}. (predict's +1/-1 convention is not accepted "
+                "here: pass y == -1.)"
+            )
+        return y_arr == 0
+    masks = check_masks(y_arr, n_samples=X.shape[0], spatial_shape=X.shape[2:])
+    return ~masks.reshape(masks.shape[0], -1).any(axis=1)
+
+
+def _check_intensity_range(X, fitted_range):
+    """Refuse unnormalised images; warn about images outside the range seen in fit."""
+    low, high = float(X.min()), float(X.max())
+    if low < _HARD_RANGE[0] or high > _HARD_RANGE[1]:
+        raise ValueError(
+            f"X has values in [{low:.4g}, {high:.4g}] but the detector expects images scaled "
+            "to [0, 1] (reconstructions are clamped to [0, 1], so raw intensities give "
+            "meaningless maps). Scale them first, e.g. with skberdiff.IntensityScaler() in a "
+            "Pipeline or skberdiff.io's per-volume normalisation.")
+    if fitted_range is not None:
+        # Lesions may be brighter or darker than any healthy pixel: only a gross mismatch
+        # of scaling (half the training range beyond it) warns.
+        tol = 0.5 * max(fitted_range[1] - fitted_range[0], 1e-6)
+        if low < fitted_range[0] - tol or high > fitted_range[1] + tol:
+            warnings.warn(
+                f"X has values in [{low:.4g}, {high:.4g}], outside the range "
+                f"[{fitted_range[0]:.4g}, {fitted_range[1]:.4g}] of the training images; "
+                "scale new images like the training ones.", UserWarning, stacklevel=4)
+
+
+def _check_writable_directory(path):
+    """Create ``path`` if needed and check that files can be written there, before training."""
+    try:
         path = os.fspath(path)
-        tmp = path + ".tmp"
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-        return path
+    except TypeError:
+        raise TypeError(f"checkpoint_dir must be a path, got {type(path).__name__}.") from None
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".skberdiff-write-test-{os.getpid()}")
+        with open(probe, "wb") as fh:
+            fh.write(b"ok")
+        os.remove(probe)
+    except OSError as exc:
+        raise ValueError(
+            f"checkpoint_dir={path!r} cannot be used for checkpoints ({exc.strerror or exc}); "
+            "choose a writable directory. Nothing was trained.") from exc
 
 
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+# Bounds on network overrides: a model file or a typo must not allocate gigabytes.
+_OVERRIDE_BOUNDS = {"base_width": 512, "latent_channels": 1024, "embed_dim": 4096,
+                    "n_res_blocks": 8, "model_channels": 1024}
 
 
-def _checksum(config_json, tensors):
-    digest = hashlib.sha256(config_json.encode())
-    for name in sorted(tensors):
-        tensor = tensors[name]
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.numpy().tobytes())
-    return digest.hexdigest()
+def _check_network_overrides(autoencoder_params, unet_params):
+    for params in (autoencoder_params or {}, unet_params or {}):
+        for name, value in params.items():
+            if name in _OVERRIDE_BOUNDS:
+                check_int(value, name, low=1, high=_OVERRIDE_BOUNDS[name])
+            elif name in ("width_multipliers", "channel_multipliers"):
+                if not isinstance(value, (tuple, list)) or not 1 <= len(value) <= 6:
+                    raise ValueError(f"{name} must be a sequence of 1 to 6 ints, got {value!r}.")
+                for m in value:
+                    check_int(m, name, low=1, high=16)
 
 
-def _as_tuple(value):
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, list) else value
-
-
-def load(path, *, device=None) -> MaskedBernoulliDiffusionDetector:
+def load(path, *, key=None, device="auto", memory=None, checkpoint_dir=None, verbose=0,
+         compile=False) -> MaskedBernoulliDiffusionDetector:
     """Load a detector written by :meth:`MaskedBernoulliDiffusionDetector.save`.
 
-    Nothing in the file is executed: it is read with ``torch.load(weights_only=True)``
-    (tensors, strings and numbers only), its checksum is verified and the networks are
-    rebuilt from the JSON config.
+    Nothing in the file is executed or unpickled. The header, the JSON config, every
+    parameter and fitted value (with the estimator's own validation) and the network
+    configurations (against the tensor shapes in the file) are checked before any network
+    is allocated; then the SHA-256 checksum and, with ``key``, the HMAC signature.
 
     Parameters
     ----------
     path : str or path-like
         File written by ``save``.
-    device : str, optional
-        Override the saved ``device`` parameter (e.g. ``"cpu"``).
+    key : bytes or str, default=None
+        Key the file was signed with. With a key, an unsigned file or a wrong signature is
+        refused; without one, a signed file loads with a warning.
+    device : str, default="auto"
+        Device of the loaded detector. Like ``memory``, ``checkpoint_dir``, ``verbose``
+        and ``compile`` it is never read from the file.
+    memory : None, str or joblib.Memory, default=None
+        Network cache of the loaded detector (for later fits).
+    checkpoint_dir : str or path-like, default=None
+        Training checkpoints of later fits.
+    verbose : int, default=0
+        Progress bars.
+    compile : bool or str, default=False
+        ``torch.compile`` mode of the UNet.
 
     Returns
     -------
     detector : MaskedBernoulliDiffusionDetector
-        A fitted detector.
+        A fitted, calibrated detector.
 
     Raises
     ------
     UnsafeModelFileError
-        If the file is not a skberdiff model, contains objects other than tensors and
-        plain data, or fails its checksum (corrupted or tampered with).
+        If the file is not a valid skberdiff model, holds out-of-range values, networks that
+        do not match their tensors, fails its checksum, or fails the signature check.
 
     Examples
     --------
@@ -1231,51 +1263,11 @@ def load(path, *, device=None) -> MaskedBernoulliDiffusionDetector:
     >>> det = MaskedBernoulliDiffusionDetector(
     ...     preset="tiny", autoencoder_iterations=2, diffusion_iterations=2,
     ...     diffusion_steps=50, noise_level=5, device="cpu", random_state=0).fit(X)
-    >>> path = det.save(os.path.join(tempfile.mkdtemp(), "det.skbd"))
-    >>> bool((load(path).anomaly_map(X[:2]) == det.anomaly_map(X[:2])).all())
+    >>> path = det.save(os.path.join(tempfile.mkdtemp(), "det.skbd"), key="secret")
+    >>> twin = load(path, key="secret", device="cpu")
+    >>> bool((twin.anomaly_map(X[:2]) == det.anomaly_map(X[:2])).all())
     True
     """
-    path = os.fspath(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # the weights-only unpickler refuses anything executable
-        raise UnsafeModelFileError(
-            f"{path} was refused: it is not a plain skberdiff model file (weights-only "
-            f"loading failed: {exc})."
-        ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != _MODEL_FORMAT:
-        raise UnsafeModelFileError(f"{path} is not a skberdiff model file.")
-    if payload.get("version") != _MODEL_VERSION:
-        raise UnsafeModelFileError(
-            f"{path} has model format version {payload.get('version')}; this skberdiff reads "
-            f"version {_MODEL_VERSION}."
-        )
-    config_json, tensors = payload.get("config"), payload.get("tensors")
-    if not isinstance(config_json, str) or not isinstance(tensors, dict) or not all(
-            isinstance(t, torch.Tensor) for t in tensors.values()):
-        raise UnsafeModelFileError(f"{path} is malformed.")
-    if payload.get("checksum") != _checksum(config_json, tensors):
-        raise UnsafeModelFileError(
-            f"{path} failed its checksum: the file was corrupted or modified after saving."
-        )
-    config = json.loads(config_json)
-    params = {k: _as_tuple(v) if k == "image_shape" else v
-              for k, v in config["params"].items()}
-    if device is not None:
-        params["device"] = device
-    det = MaskedBernoulliDiffusionDetector(**params)
-    fitted = config["fitted"]
-    for attr, cls, prefix, cfg in (("autoencoder_", BinaryAutoencoder, "autoencoder.",
-                                    "autoencoder_config"),
-                                   ("diffusion_model_", EpsUNet, "unet.", "unet_config")):
-        weights = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        setattr(det, attr, _rebuild(cls, fitted[cfg], weights))
-    det.schedule_ = make_schedule(det.noise_schedule, det.diffusion_steps)
-    for name in ("seed_", "offset_", "pixel_threshold_", "n_features_in_", "n_train_samples_",
-                 "device_", "history_"):
-        setattr(det, name, fitted[name])
-    det.image_shape_ = tuple(fitted["image_shape_"])
-    det._check_device_on_load()
-    return det
+    return _format.load_detector(path, key=key, device=device, memory=memory,
+                                 checkpoint_dir=checkpoint_dir, verbose=verbose,
+                                 compile=compile)

@@ -7,7 +7,6 @@ helpers so that bad input always produces the same clear message.
 import numbers
 
 import numpy as np
-from sklearn.utils import check_scalar
 
 __all__ = [
     "check_images",
@@ -28,7 +27,11 @@ def _to_numpy(X, name):
         import torch
 
         if isinstance(X, torch.Tensor):
-            return X.detach().cpu().numpy()
+            X = X.detach().cpu()
+            # numpy has no bfloat16 (or other reduced float types): widen them first.
+            if X.is_floating_point() and X.dtype not in (torch.float32, torch.float64):
+                X = X.float()
+            return X.numpy()
     except ImportError:  # pragma: no cover - torch is a hard dependency
         pass
     if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
@@ -98,7 +101,8 @@ def check_images(
         except (TypeError, ValueError):
             raise TypeError(f"{name} must contain numbers, got an array of dtype object "
                             "holding non-numeric values.") from None
-    if not (np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)):
+    if not (np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)) \
+            or np.issubdtype(arr.dtype, np.timedelta64):
         raise TypeError(
             f"{name} must contain numbers, got an array of dtype {arr.dtype}."
         )
@@ -257,7 +261,8 @@ def check_same_shape(a, b, name_a, name_b):
 def check_int(value, name, *, low=None, high=None, allow_none=False):
     """Return ``value`` as an int after checking its type and ``low <= value <= high``.
 
-    Booleans are refused (``True`` is not a count). Wraps :func:`sklearn.utils.check_scalar`.
+    Booleans are refused (``True`` is not a count). Type and bounds are checked as
+    :func:`sklearn.utils.check_scalar` does, with one message wording for the package.
 
     Parameters
     ----------
@@ -290,8 +295,12 @@ def check_int(value, name, *, low=None, high=None, allow_none=False):
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}: {value!r}.")
-    check_scalar(int(value), name, numbers.Integral, min_val=low, max_val=high)
-    return int(value)
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = (f"in [{low}, {high}]" if low is not None and high is not None
+                  else f">= {low}" if low is not None else f"<= {high}")
+        raise ValueError(f"{name} must be {bounds}, got {value}.")
+    return value
 
 
 def check_real(value, name, *, low=None, high=None, include_low=True, include_high=True,
@@ -331,7 +340,10 @@ def check_real(value, name, *, low=None, high=None, include_low=True, include_hi
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}.")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be finite, got {value!r}.") from None
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}.")
     too_low = low is not None and (value < low if include_low else value <= low)
@@ -371,7 +383,9 @@ def check_choice(value, name, choices):
     >>> check_choice("paper", "posterior", ("paper", "marginal"))
     'paper'
     """
-    if not isinstance(value, (str, numbers.Number, type(None))) or value not in choices:
+    # 1 == True in Python: a bool only matches a bool, a number only a number.
+    if not isinstance(value, (str, numbers.Number, type(None))) or not any(
+            value == c and isinstance(value, bool) == isinstance(c, bool) for c in choices):
         raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
     return value
 

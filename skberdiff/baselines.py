@@ -9,28 +9,16 @@ next to the diffusion model. Numpy only.
 import numbers
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_images, check_masks
-from .metrics import pixel_auprc
+from ._validation import check_choice, check_images, check_masks, check_real
+from .metrics import pixel_auprc, select_dice_threshold
 
 __all__ = ["IntensityThresholdBaseline"]
 
 _POLARITIES = ("bright", "dark")
-
-
-def _best_dice_threshold(y_true, scores):
-    """Threshold ``t`` maximising the pooled Dice of ``scores >= t``, and that Dice."""
-    y = np.asarray(y_true, dtype=bool).ravel()
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
-    tp = np.cumsum(y)[last_of_tie]
-    dice = 2.0 * tp / (last_of_tie + 1 + y.sum())
-    best = int(np.argmax(dice))
-    return float(s[last_of_tie[best]]), float(dice[best])
 
 
 class IntensityThresholdBaseline(BaseEstimator):
@@ -40,8 +28,10 @@ class IntensityThresholdBaseline(BaseEstimator):
     the sign chosen so that higher means more anomalous. :meth:`fit` tries every
     candidate channel and polarity (bright or dark lesions) and keeps the one with the
     best pixel AUPRC on the given lesion slices; it also picks the threshold with the best
-    pooled Dice for :meth:`predict_mask`. This is the "tuned FLAIR threshold" of Meissen
-    et al. [1]_ with the channel and polarity chosen by data rather than by hand.
+    pooled Dice for :meth:`predict_mask` (:func:`skberdiff.metrics.select_dice_threshold`
+    over quantiles of the brain pixels, no component removal). This is the "tuned FLAIR
+    threshold" of Meissen et al. [1]_ with the channel and polarity chosen by data rather
+    than by hand.
 
     Parameters
     ----------
@@ -77,7 +67,8 @@ class IntensityThresholdBaseline(BaseEstimator):
         Lowest score seen in fit; map values are clipped below at it and background pixels
         get it, so they never outrank brain pixels.
     threshold_ : float
-        Threshold of :meth:`predict_mask` (best pooled Dice on the validation slices).
+        Threshold of :meth:`predict_mask` (best pooled Dice on the validation slices);
+        pixels strictly above it are anomalous.
     val_dice_ : float
         That best pooled validation Dice.
     n_channels_ : int
@@ -109,7 +100,8 @@ class IntensityThresholdBaseline(BaseEstimator):
     (6, 8, 8)
     """
 
-    def __init__(self, *, channels=None, polarity="auto", standardize=True, brain_threshold=0.0):
+    def __init__(self, *, channels=None, polarity: str = "auto", standardize: bool = True,
+                 brain_threshold: float = 0.0):
         self.channels = channels
         self.polarity = polarity
         self.standardize = standardize
@@ -133,7 +125,8 @@ class IntensityThresholdBaseline(BaseEstimator):
         z = (X[:, channel] - self.mean_[channel]) / self.scale_[channel]
         return z if polarity == "bright" else -z
 
-    def fit(self, X, y, *, X_healthy=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *,
+            X_healthy: ArrayLike | None = None) -> "IntensityThresholdBaseline":
         """Choose channel, polarity and threshold on lesion slices.
 
         Parameters
@@ -149,8 +142,8 @@ class IntensityThresholdBaseline(BaseEstimator):
         -------
         self : IntensityThresholdBaseline
         """
-        if self.polarity not in ("auto",) + _POLARITIES:
-            raise ValueError(f"polarity must be 'auto', 'bright' or 'dark', got {self.polarity!r}.")
+        check_choice(self.polarity, "polarity", ("auto",) + _POLARITIES)
+        check_real(self.brain_threshold, "brain_threshold")
         X = check_images(X)
         y = check_masks(y, n_samples=X.shape[0], spatial_shape=X.shape[2:])
         if not y.any():
@@ -196,14 +189,16 @@ class IntensityThresholdBaseline(BaseEstimator):
                     self._raw_scores(reference, self.channel_, self.polarity_)[healthy_brain].min()
                 )
         self.floor_ = float(min(floor))
-        self.threshold_, self.val_dice_ = _best_dice_threshold(y, self._anomaly_map(X))
+        self.threshold_, self.val_dice_ = select_dice_threshold(
+            self._anomaly_map(X), y, brain, min_size=0, average="pooled",
+            quantiles=np.linspace(0.5, 0.9995, 128))
         return self
 
     def _anomaly_map(self, X):
         scores = np.maximum(self._raw_scores(X, self.channel_, self.polarity_), self.floor_)
         return np.where(self._brain(X), scores, self.floor_).astype(np.float32)
 
-    def anomaly_map(self, X):
+    def anomaly_map(self, X: ArrayLike) -> np.ndarray:
         """Per-pixel anomaly scores, higher = more anomalous.
 
         Parameters
@@ -219,7 +214,17 @@ class IntensityThresholdBaseline(BaseEstimator):
         check_is_fitted(self, "channel_")
         return self._anomaly_map(check_images(X, n_channels=self.n_channels_))
 
-    def predict_mask(self, X):
-        """Segmentation ``anomaly_map(X) >= threshold_``, shape (n, h, w), bool."""
+    def predict_mask(self, X: ArrayLike) -> np.ndarray:
+        """Segmentation ``anomaly_map(X) > threshold_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, c, h, w)
+            Images.
+
+        Returns
+        -------
+        masks : ndarray of bool, shape (n, h, w)
+        """
         check_is_fitted(self, "channel_")
-        return self.anomaly_map(X) >= self.threshold_
+        return self.anomaly_map(X) > self.threshold_

@@ -6,10 +6,16 @@ from 1 to T; ``alpha_bar[0] = 1``. The UNet receives the 0-based index ``t - 1``
 
 - Forward process (eq. 1-2): ``q(z_t | z_0) = B(abar_t z_0 + (1 - abar_t) / 2)``, i.e.
   ``z_t = z_0 XOR eps`` with ``eps ~ B((1 - abar_t) / 2)``. The public reference code
-  effectively uses ``B(abar_t z_0)`` instead (a dropped line continuation); that variant is
-  available as ``forward="reference"`` to reproduce released checkpoints.
-- Posterior (eq. 6): ``theta_post(z_t, z_0)`` below, exact for soft ``z_0`` under the prior
-  ``z_0 ~ B(p)``; generalised to any earlier time ``s < t`` for step skipping.
+  effectively uses ``B(abar_t z_0)`` instead (a dropped line continuation); that process is
+  available as ``forward_process="reference"`` to reproduce released checkpoints. The schedule
+  object (:class:`BernoulliSchedule`) carries the forward process, so training and inference
+  cannot disagree about it.
+- Posterior (eq. 4/6): ``theta_post(z_t, z_0)`` below, exact for soft ``z_0`` under the prior
+  ``z_0 ~ B(p)``; generalised to any earlier time ``s < t`` for step skipping. The paper feeds
+  the network's soft prediction ``z~_0 = P(z_0 = 1 | z_t)`` into it
+  (``posterior="paper"``), which conditions on ``z_t`` twice; ``posterior="marginal"`` is the
+  Bayes-consistent step ``sum_{z_0} p(z_0 | z_t) q(z_s | z_t, z_0)`` (see
+  :func:`marginal_posterior_probability`).
 - Masked restoration: Algorithm 1, batched with one mask per sample.
 
 Randomness comes from a ``torch.Generator`` or a :class:`CounterRNG`. The counter-based
@@ -25,9 +31,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._validation import check_noise_level, check_probability
+from ._validation import check_choice, check_int, check_noise_level, check_probability
 
 __all__ = [
+    "FORWARD_PROCESSES",
+    "FINAL_STEPS",
+    "POSTERIORS",
     "BernoulliSchedule",
     "CounterRNG",
     "RestorationResult",
@@ -38,6 +47,8 @@ __all__ = [
     "forward_probability",
     "q_sample",
     "posterior_probability",
+    "marginal_posterior_probability",
+    "reverse_step_probability",
     "predict_z0",
     "training_example",
     "diffusion_loss",
@@ -46,8 +57,9 @@ __all__ = [
     "masked_restoration",
 ]
 
-FORWARD_VARIANTS = ("paper", "reference")
-FINAL_STEP_VARIANTS = ("paper", "reference")
+FORWARD_PROCESSES = ("paper", "reference")
+FINAL_STEPS = ("paper", "reference")
+POSTERIORS = ("paper", "marginal")
 
 _M32 = 0xFFFFFFFF
 
@@ -182,12 +194,16 @@ def cosine_betas(n_timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.
 
 @dataclass(frozen=True)
 class BernoulliSchedule:
-    """Noise schedule of a Bernoulli diffusion model.
+    """Noise schedule and forward process of a Bernoulli diffusion model.
 
     Parameters
     ----------
     betas : ndarray of shape (T,)
         ``betas[t - 1] = beta_t`` in float64.
+    forward_process : {"paper", "reference"}, default="paper"
+        ``"paper"``: symmetric flips ``q(z_t | z_0) = B(abar_t z_0 + (1 - abar_t) / 2)``
+        (eq. 1-2); ``"reference"``: the public code's ``B(abar_t z_0)``. Training examples
+        and the noising at inference both read it from here.
 
     Attributes
     ----------
@@ -199,30 +215,44 @@ class BernoulliSchedule:
     Examples
     --------
     >>> sched = make_schedule("linear", 1000)
-    >>> round(float(sched.alpha_bar[201]), 4)
-    0.6563
+    >>> round(float(sched.alpha_bar[201]), 4), sched.forward_process
+    (0.6563, 'paper')
     """
 
     betas: np.ndarray
+    forward_process: str = "paper"
 
     def __post_init__(self):
         betas = np.asarray(self.betas, dtype=np.float64)
         if betas.ndim != 1 or betas.size == 0 or not ((betas > 0) & (betas < 1)).all():
             raise ValueError("betas must be a non-empty 1-D array with values in (0, 1).")
+        check_choice(self.forward_process, "forward_process", FORWARD_PROCESSES)
         object.__setattr__(self, "betas", betas)
         object.__setattr__(self, "alpha_bar", np.concatenate([[1.0], np.cumprod(1 - betas)]))
 
     @property
     def n_timesteps(self) -> int:
+        """Number of diffusion steps ``T``."""
         return self.betas.shape[0]
 
     def alpha_bar_tensor(self, t: torch.Tensor) -> torch.Tensor:
-        """``abar_t`` for a tensor of paper times ``t`` (float32 on ``t``'s device)."""
+        """``abar_t`` for a tensor of paper times ``t`` (float32 on ``t``'s device).
+
+        Parameters
+        ----------
+        t : torch.Tensor of int
+            Paper times in ``[0, T]``.
+
+        Returns
+        -------
+        alpha_bar : torch.Tensor of float32, same shape as ``t``
+        """
         table = torch.as_tensor(self.alpha_bar, dtype=torch.float32, device=t.device)
         return table[t.long()]
 
 
-def make_schedule(name: str = "linear", n_timesteps: int = 1000) -> BernoulliSchedule:
+def make_schedule(name: str = "linear", n_timesteps: int = 1000,
+                  forward_process: str = "paper") -> BernoulliSchedule:
     """Build a :class:`BernoulliSchedule` by name.
 
     Parameters
@@ -232,28 +262,25 @@ def make_schedule(name: str = "linear", n_timesteps: int = 1000) -> BernoulliSch
         improved-DDPM schedule.
     n_timesteps : int, default=1000
         ``T``.
+    forward_process : {"paper", "reference"}, default="paper"
+        Forward process carried by the schedule (see :class:`BernoulliSchedule`).
+
+    Returns
+    -------
+    schedule : BernoulliSchedule
 
     Examples
     --------
     >>> make_schedule("cosine", 50).n_timesteps
     50
     """
-    if isinstance(n_timesteps, bool) or not isinstance(n_timesteps, (int, np.integer)) \
-            or n_timesteps < 1:
-        raise ValueError(f"n_timesteps must be a positive integer, got {n_timesteps!r}.")
-    if name == "linear":
-        return BernoulliSchedule(linear_betas(int(n_timesteps)))
-    if name == "cosine":
-        return BernoulliSchedule(cosine_betas(int(n_timesteps)))
-    raise ValueError(f"Unknown noise schedule {name!r}; choose 'linear' or 'cosine'.")
+    n_timesteps = check_int(n_timesteps, "n_timesteps", low=1)
+    check_choice(name, "noise_schedule", ("linear", "cosine"))
+    betas = linear_betas(n_timesteps) if name == "linear" else cosine_betas(n_timesteps)
+    return BernoulliSchedule(betas, forward_process)
 
 
 # --------------------------------------------------------------------------- forward
-def _check_variant(value, allowed, name):
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
-
-
 def _per_sample(value, like: torch.Tensor) -> torch.Tensor | float:
     """Broadcast a per-sample tensor (B,) against (B, ...) tensors; floats pass through."""
     if isinstance(value, torch.Tensor):
@@ -272,7 +299,8 @@ def flip_probability(alpha_bar):
     return (1 - alpha_bar) / 2
 
 
-def forward_probability(z0: torch.Tensor, alpha_bar, variant: str = "paper") -> torch.Tensor:
+def forward_probability(z0: torch.Tensor, alpha_bar,
+                        forward_process: str = "paper") -> torch.Tensor:
     """``P(z_t = 1 | z_0)`` of the forward process.
 
     Parameters
@@ -281,27 +309,31 @@ def forward_probability(z0: torch.Tensor, alpha_bar, variant: str = "paper") -> 
         Clean latent, binary or soft in [0, 1].
     alpha_bar : float or torch.Tensor of shape (B,)
         ``abar_t``.
-    variant : {"paper", "reference"}, default="paper"
+    forward_process : {"paper", "reference"}, default="paper"
         ``"paper"``: ``abar_t z_0 + (1 - abar_t) / 2`` (eq. 1). ``"reference"``: ``abar_t z_0``
         (what the public code computes).
+
+    Returns
+    -------
+    probability : torch.Tensor of shape (B, C, H, W)
 
     Examples
     --------
     >>> forward_probability(torch.tensor([[0.0, 1.0]]), 0.5).tolist()
     [[0.25, 0.75]]
     """
-    _check_variant(variant, FORWARD_VARIANTS, "forward")
+    check_choice(forward_process, "forward_process", FORWARD_PROCESSES)
     ab = _per_sample(alpha_bar, z0)
-    if variant == "paper":
+    if forward_process == "paper":
         return ab * z0 + (1 - ab) / 2
     return ab * z0
 
 
-def q_sample(z0: torch.Tensor, alpha_bar, rng=None, variant: str = "paper",
+def q_sample(z0: torch.Tensor, alpha_bar, rng=None, forward_process: str = "paper",
              stream: int = STREAM_FORWARD) -> torch.Tensor:
     """Sample ``z_t ~ q(z_t | z_0)``.
 
-    For binary ``z_0`` and ``variant="paper"`` this is ``z_0 XOR eps`` with
+    For binary ``z_0`` and ``forward_process="paper"`` this is ``z_0 XOR eps`` with
     ``eps ~ B((1 - abar_t) / 2)`` (eq. 2).
 
     Parameters
@@ -312,7 +344,7 @@ def q_sample(z0: torch.Tensor, alpha_bar, rng=None, variant: str = "paper",
         ``abar_t`` per sample.
     rng : torch.Generator or CounterRNG, optional
         Source of randomness.
-    variant : {"paper", "reference"}, default="paper"
+    forward_process : {"paper", "reference"}, default="paper"
         Forward process, see :func:`forward_probability`.
     stream : int, default=STREAM_FORWARD
         Stream of a :class:`CounterRNG` (ignored for a ``torch.Generator``).
@@ -327,7 +359,7 @@ def q_sample(z0: torch.Tensor, alpha_bar, rng=None, variant: str = "paper",
     >>> q_sample(z0, 1.0).tolist()
     [[1.0, 1.0, 1.0, 1.0]]
     """
-    return _bernoulli(forward_probability(z0, alpha_bar, variant), rng, stream)
+    return _bernoulli(forward_probability(z0, alpha_bar, forward_process), rng, stream)
 
 
 def posterior_probability(z_t: torch.Tensor, z0: torch.Tensor, alpha_ts,
@@ -373,6 +405,87 @@ def posterior_probability(z_t: torch.Tensor, z0: torch.Tensor, alpha_ts,
     return (numerator / (numerator + a0 * b0)).clamp_(0.0, 1.0)
 
 
+def marginal_posterior_probability(z_t: torch.Tensor, z0_probability: torch.Tensor, alpha_ts,
+                                   alpha_bar_s) -> torch.Tensor:
+    """Bayes-consistent reverse step: ``sum_{z_0} p(z_0 | z_t) q(z_s = 1 | z_t, z_0)``.
+
+    ``z0_probability`` is the network's ``z~_0 = P(z_0 = 1 | z_t)``, which is already
+    conditioned on ``z_t``. The paper's step (:func:`posterior_probability` fed ``z~_0``)
+    treats it as a prior and multiplies by the likelihood of ``z_t`` again, so the sampler
+    keeps the current bit too often and injected noise survives to the output. Here the
+    unknown ``z_0`` is marginalised instead (the x0-parameterisation of D3PM)::
+
+        p(z_s = 1 | z_t) = z~_0 theta_post(z_t, 1) + (1 - z~_0) theta_post(z_t, 0)
+
+    Same cost as the paper's step, no extra network call; identical to it for binary
+    ``z_0`` (the stitched, unmasked entries of Algorithm 1). Skip steps ``s < t`` use the
+    composed ``alpha_ts = abar_t / abar_s``. Worked example at ``t = 1`` (``abar_0 = 1``):
+    ``z_1 = 1, z~_0 = 0.1`` gives 0.1 here and 0.9996 with the paper's step.
+
+    Parameters
+    ----------
+    z_t : torch.Tensor of shape (B, C, H, W), {0, 1} float
+        Current latent.
+    z0_probability : torch.Tensor of shape (B, C, H, W), values in [0, 1]
+        ``P(z_0 = 1 | z_t)``.
+    alpha_ts : float or torch.Tensor of shape (B,)
+        ``abar_t / abar_s``.
+    alpha_bar_s : float or torch.Tensor of shape (B,)
+        ``abar_s`` (1 when ``s = 0``).
+
+    Returns
+    -------
+    probability : torch.Tensor of shape (B, C, H, W), values in [0, 1]
+        ``P(z_s = 1 | z_t)``.
+
+    Examples
+    --------
+    >>> z_1, p = torch.tensor([[1.0]]), torch.tensor([[0.1]])
+    >>> round(float(marginal_posterior_probability(z_1, p, 0.9999, 1.0)), 4)
+    0.1
+    >>> round(float(posterior_probability(z_1, p, 0.9999, 1.0)), 4)
+    0.9996
+    """
+    one = torch.ones_like(z_t)
+    theta_one = posterior_probability(z_t, one, alpha_ts, alpha_bar_s)
+    theta_zero = posterior_probability(z_t, one.zero_(), alpha_ts, alpha_bar_s)
+    return (z0_probability * theta_one + (1 - z0_probability) * theta_zero).clamp_(0.0, 1.0)
+
+
+def reverse_step_probability(z_t: torch.Tensor, z0_hat: torch.Tensor, alpha_ts, alpha_bar_s,
+                             posterior: str = "paper") -> torch.Tensor:
+    """``P(z_s = 1 | z_t)`` of one denoising step with the chosen posterior.
+
+    Parameters
+    ----------
+    z_t : torch.Tensor of shape (B, C, H, W), {0, 1} float
+        Current latent.
+    z0_hat : torch.Tensor of shape (B, C, H, W), values in [0, 1]
+        (Stitched) prediction of ``z_0``.
+    alpha_ts : float or torch.Tensor of shape (B,)
+        ``abar_t / abar_s``.
+    alpha_bar_s : float or torch.Tensor of shape (B,)
+        ``abar_s``.
+    posterior : {"paper", "marginal"}, default="paper"
+        ``"paper"``: eq. 4, :func:`posterior_probability` fed ``z0_hat``; ``"marginal"``:
+        :func:`marginal_posterior_probability`.
+
+    Returns
+    -------
+    probability : torch.Tensor of shape (B, C, H, W)
+
+    Examples
+    --------
+    >>> z_t, z0 = torch.tensor([[0.0]]), torch.tensor([[1.0]])
+    >>> float(reverse_step_probability(z_t, z0, 0.5, 1.0, "marginal"))
+    1.0
+    """
+    check_choice(posterior, "posterior", POSTERIORS)
+    if posterior == "paper":
+        return posterior_probability(z_t, z0_hat, alpha_ts, alpha_bar_s)
+    return marginal_posterior_probability(z_t, z0_hat, alpha_ts, alpha_bar_s)
+
+
 def predict_z0(z_t: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """``z~_0 = |z_t - eps_theta(z_t, t)|``: probability that each entry of ``z_0`` is 1.
 
@@ -398,7 +511,7 @@ def sample_prior(shape, rng=None, device=None) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- training
 def training_example(z0: torch.Tensor, schedule: BernoulliSchedule, *, rng=None,
-                     variant: str = "paper", t: torch.Tensor | None = None):
+                     t: torch.Tensor | None = None):
     """Draw a training example: ``t ~ U{1..T}``, ``z_t ~ q(z_t | z_0)`` and the flip target.
 
     Parameters
@@ -406,11 +519,9 @@ def training_example(z0: torch.Tensor, schedule: BernoulliSchedule, *, rng=None,
     z0 : torch.Tensor of shape (B, C, H, W), {0, 1} float
         Clean binary latents.
     schedule : BernoulliSchedule
-        Noise schedule.
+        Noise schedule; its ``forward_process`` noises ``z0``.
     rng : torch.Generator, optional
         Source of randomness (on ``z0``'s device).
-    variant : {"paper", "reference"}, default="paper"
-        Forward process.
     t : torch.Tensor of shape (B,), optional
         Paper times to use instead of uniform draws.
 
@@ -433,7 +544,7 @@ def training_example(z0: torch.Tensor, schedule: BernoulliSchedule, *, rng=None,
     if t is None:
         t = torch.randint(1, schedule.n_timesteps + 1, (z0.shape[0],), generator=rng,
                           device=z0.device)
-    z_t = q_sample(z0, schedule.alpha_bar_tensor(t), rng, variant)
+    z_t = q_sample(z0, schedule.alpha_bar_tensor(t), rng, schedule.forward_process)
     target = (z_t - z0).abs()
     return z_t, target, (t - 1).to(torch.float32)
 
@@ -483,6 +594,10 @@ class RestorationResult:
         step (all True when ``P = 0``, i.e. no stitching).
     masked_fraction : torch.Tensor of shape (B,)
         Share of masked entries, the paper's image-level anomaly score.
+    injected : torch.Tensor of shape (B, C, H, W), bool
+        Entries flipped by the noise injected at step ``L`` (``z_L XOR z``), known exactly.
+    initial_flip : torch.Tensor of shape (B, C, H, W)
+        Flip probabilities predicted at the first step ``t = L``.
     timesteps : list of int
         Paper times visited, from ``L`` down to 0.
     mean_flip : torch.Tensor of shape (n_steps, B)
@@ -501,6 +616,8 @@ class RestorationResult:
     latent: torch.Tensor
     mask: torch.Tensor
     masked_fraction: torch.Tensor
+    injected: torch.Tensor
+    initial_flip: torch.Tensor
     timesteps: list
     mean_flip: torch.Tensor
     step_masked_fraction: torch.Tensor
@@ -509,10 +626,19 @@ class RestorationResult:
 def restoration_timesteps(noise_level: int, n_steps: int | None = None) -> list:
     """Paper times visited by the sampler, from ``L`` down to 0.
 
-    ``L = t_0 > t_1 > ... > t_n = 0``.
+    ``L = t_0 > t_1 > ... > t_n = 0``. ``n_steps=None`` (or ``L``) gives every step
+    ``L, L-1, ..., 1, 0`` as Algorithm 1; fewer steps are evenly strided.
 
-    ``n_steps=None`` (or ``L``) gives every step ``L, L-1, ..., 1, 0`` as Algorithm 1;
-    fewer steps are evenly strided.
+    Parameters
+    ----------
+    noise_level : int
+        ``L``.
+    n_steps : int, optional
+        Number of denoising steps in ``[1, L]``.
+
+    Returns
+    -------
+    times : list of int
 
     Examples
     --------
@@ -522,20 +648,45 @@ def restoration_timesteps(noise_level: int, n_steps: int | None = None) -> list:
     [200, 150, 100, 50, 0]
     """
     noise_level = int(noise_level)
-    if n_steps is None:
-        n_steps = noise_level
-    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) \
-            or not 1 <= n_steps <= noise_level:
-        raise ValueError(
-            f"n_steps must be an integer in [1, noise_level={noise_level}], got {n_steps!r}."
-        )
-    times = np.round(np.linspace(noise_level, 0, int(n_steps) + 1)).astype(int)
+    n_steps = check_int(noise_level if n_steps is None else n_steps, "n_steps", low=1,
+                        high=noise_level)
+    times = np.round(np.linspace(noise_level, 0, n_steps + 1)).astype(int)
     return [int(t) for t in times]
+
+
+def injected_noise_loss(flip: torch.Tensor, injected: torch.Tensor) -> torch.Tensor:
+    """Per-position denoising loss of known injected noise, in bits.
+
+    The binary cross-entropy between predicted flip probabilities and the flips that were
+    really injected, averaged over latent channels. On healthy codes a trained model
+    predicts its own noise well; codes it has not seen in training (anomalies) make it
+    mispredict, so the loss is a latent-resolution anomaly map.
+
+    Parameters
+    ----------
+    flip : torch.Tensor of shape (B, C, H, W)
+        Predicted flip probabilities ``sigmoid(eps_theta(z_t, t))``.
+    injected : torch.Tensor of shape (B, C, H, W), bool or {0, 1}
+        The flips ``z_t XOR z_0`` actually injected.
+
+    Returns
+    -------
+    loss : torch.Tensor of shape (B, H, W), float32
+
+    Examples
+    --------
+    >>> flip = torch.full((1, 2, 1, 2), 0.5)
+    >>> injected_noise_loss(flip, torch.zeros(1, 2, 1, 2)).tolist()
+    [[[1.0, 1.0]]]
+    """
+    bce = F.binary_cross_entropy(flip.float().clamp(1e-6, 1 - 1e-6), injected.float(),
+                                 reduction="none")
+    return bce.mean(dim=1) / math.log(2.0)
 
 
 def masked_restoration(denoise_fn, z: torch.Tensor, *, schedule: BernoulliSchedule,
                        noise_level: int, mask_threshold: float, n_steps: int | None = None,
-                       final_step: str = "paper", forward: str = "paper",
+                       final_step: str = "paper", posterior: str = "paper",
                        rng=None) -> RestorationResult:
     """Algorithm 1: noise a latent for ``L`` steps and denoise it, stitching unmasked entries.
 
@@ -545,7 +696,7 @@ def masked_restoration(denoise_fn, z: torch.Tensor, *, schedule: BernoulliSchedu
         z0_hat  = |z_t - eps|                               # prediction of z_0
         M       = M or (eps > P)                            # mask only grows
         z0_st   = M * z0_hat + (1 - M) * z                  # stitch the input code back
-        z_s     ~ B(theta_post(z_t, z0_st))
+        z_s     ~ B(p(z_s | z_t, z0_st))                    # eq. 4, or its marginal form
 
     All samples of the batch run together with their own masks; the loop has no host-device
     synchronisation (step scalars are Python floats computed before the loop).
@@ -558,7 +709,7 @@ def masked_restoration(denoise_fn, z: torch.Tensor, *, schedule: BernoulliSchedu
     z : torch.Tensor of shape (B, C, H, W), {0, 1} float
         Binary code of the input image, ``z ~ B(sigmoid(E(x)))``.
     schedule : BernoulliSchedule
-        Noise schedule used in training.
+        Noise schedule used in training; its ``forward_process`` noises ``z``.
     noise_level : int
         ``L`` in [1, T].
     mask_threshold : float
@@ -570,8 +721,8 @@ def masked_restoration(denoise_fn, z: torch.Tensor, *, schedule: BernoulliSchedu
         ``"paper"``: the last step stitches, updates the mask and samples a binary ``z_0``.
         ``"reference"``: the last step returns the soft, unstitched ``|z_1 - eps|`` without
         updating the mask (the public code).
-    forward : {"paper", "reference"}, default="paper"
-        Forward process for the initial noising (must match training).
+    posterior : {"paper", "marginal"}, default="paper"
+        Reverse step, see :func:`reverse_step_probability`.
     rng : torch.Generator or CounterRNG, optional
         Source of randomness.
 
@@ -590,8 +741,8 @@ def masked_restoration(denoise_fn, z: torch.Tensor, *, schedule: BernoulliSchedu
     """
     noise_level = check_noise_level(noise_level, schedule.n_timesteps)
     mask_threshold = check_probability(mask_threshold, "mask_threshold")
-    _check_variant(final_step, FINAL_STEP_VARIANTS, "final_step")
-    _check_variant(forward, FORWARD_VARIANTS, "forward")
+    check_choice(final_step, "final_step", FINAL_STEPS)
+    check_choice(posterior, "posterior", POSTERIORS)
     if z.dim() < 2:
         raise ValueError(f"z must have a batch axis, got shape {tuple(z.shape)}.")
     times = restoration_timesteps(noise_level, n_steps)
@@ -600,16 +751,21 @@ def masked_restoration(denoise_fn, z: torch.Tensor, *, schedule: BernoulliSchedu
     batch = z.shape[0]
     stitch = mask_threshold > 0.0
 
-    z_t = q_sample(z, float(ab[noise_level]), rng, forward, stream=STREAM_FORWARD)
+    z_t = q_sample(z, float(ab[noise_level]), rng, schedule.forward_process,
+                   stream=STREAM_FORWARD)
+    injected = z_t != z
     mask = torch.zeros_like(z, dtype=torch.bool) if stitch else torch.ones_like(z, dtype=torch.bool)
     n = len(times) - 1
     mean_flip = torch.empty(n, batch, device=z.device)
     step_fraction = torch.empty(n, batch, device=z.device)
     model_t = [torch.full((batch,), float(t - 1), device=z.device) for t in times[:-1]]
+    initial_flip = None
 
     for k in range(n):
         t, s = times[k], times[k + 1]
         flip = torch.sigmoid(denoise_fn(z_t, model_t[k]).float())
+        if k == 0:
+            initial_flip = flip
         z0_hat = predict_z0(z_t, flip)
         mean_flip[k] = flip.flatten(1).mean(1)
         if s == 0 and final_step == "reference":
@@ -620,13 +776,16 @@ def masked_restoration(denoise_fn, z: torch.Tensor, *, schedule: BernoulliSchedu
             mask |= flip > mask_threshold
             z0_hat = torch.where(mask, z0_hat, z)
         step_fraction[k] = mask.flatten(1).float().mean(1)
-        theta = posterior_probability(z_t, z0_hat, float(ab[t] / ab[s]), float(ab[s]))
+        theta = reverse_step_probability(z_t, z0_hat, float(ab[t] / ab[s]), float(ab[s]),
+                                         posterior)
         z_t = _bernoulli(theta, rng, _STREAM_STEP0 + t)
 
     return RestorationResult(
         latent=z_t,
         mask=mask,
         masked_fraction=mask.flatten(1).float().mean(1),
+        injected=injected,
+        initial_flip=initial_flip,
         timesteps=times,
         mean_flip=mean_flip,
         step_masked_fraction=step_fraction,

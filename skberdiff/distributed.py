@@ -78,7 +78,8 @@ def _env_int(names, default):
             try:
                 return int(value)
             except ValueError:
-                raise ValueError(f"Environment variable {name}={value!r} is not an integer.")
+                raise ValueError(
+                    f"Environment variable {name}={value!r} is not an integer.") from None
     return default
 
 

@@ -1,6 +1,7 @@
 """Warnings and errors raised by skberdiff."""
 
-__all__ = ["DeviceFallbackWarning", "MissingWeightsError", "UnsafeModelFileError"]
+__all__ = ["DeviceFallbackWarning", "MissingWeightsError", "UnsafeModelFileError",
+           "CorruptCheckpointError", "TrainingDivergedError"]
 
 
 class DeviceFallbackWarning(UserWarning):
@@ -8,15 +9,6 @@ class DeviceFallbackWarning(UserWarning):
 
     The model falls back to the CPU. Outputs are the same up to floating-point
     differences between devices.
-
-    Examples
-    --------
-    >>> import warnings
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     warnings.warn("no CUDA here", DeviceFallbackWarning)
-    >>> caught[0].category.__name__
-    'DeviceFallbackWarning'
     """
 
 
@@ -25,19 +17,26 @@ class MissingWeightsError(FileNotFoundError):
 
     Nothing is ever downloaded at run time; the message says where the weights
     were looked for and how to provide them.
-
-    Examples
-    --------
-    >>> issubclass(MissingWeightsError, FileNotFoundError)
-    True
     """
 
 
 class UnsafeModelFileError(ValueError):
-    """A saved model file failed its integrity or format check and was refused.
+    """A saved model file failed its format, validation, checksum or signature check.
 
-    Examples
-    --------
-    >>> issubclass(UnsafeModelFileError, ValueError)
-    True
+    Raised by :func:`skberdiff.load` for every malformed, out-of-range, corrupted or
+    wrongly signed file, before anything from it is used.
+    """
+
+
+class CorruptCheckpointError(ValueError):
+    """A training checkpoint is truncated, corrupted or not a skberdiff checkpoint.
+
+    The message names the file; delete it to restart training from the beginning.
+    """
+
+
+class TrainingDivergedError(RuntimeError):
+    """A training loss became NaN or infinite.
+
+    The message says which network, between which steps, and what to lower.
     """

@@ -16,9 +16,14 @@ and columns the posterior -> anterior axis.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
+import inspect
+import numbers
 import os
 import re
+import secrets
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from ._progress import progress
-from ._validation import _to_numpy, check_images
+from ._validation import _to_numpy, check_choice, check_images, check_real
+from .preprocessing import pad_or_crop
 
 __all__ = [
     "BRATS_MODALITIES",
@@ -49,6 +55,9 @@ BRATS_MODALITIES = ("t1", "t1ce", "t2", "flair")
 OCT_KINDS = ("NORMAL", "DRUSEN", "CNV", "DME")
 
 _NIFTI_SUFFIX = r"\.nii(\.gz)?"
+
+#: ``descrip`` of every file written by :func:`save_volume_map`.
+_WRITTEN_DESCRIP = b"skberdiff anomaly map"
 
 
 # --------------------------------------------------------------------------------------
@@ -95,6 +104,9 @@ class VolumeMeta:
         Modality whose affine and header are recorded (the first one).
     intensity_ranges : dict of str to (float, float)
         Per modality, the ``(low, high)`` intensities mapped to 0 and 1.
+    source_files : tuple of pathlib.Path, default=()
+        The resolved real paths (symbolic links followed) of every file the case was read
+        from, modalities and label. :func:`save_volume_map` never writes onto them.
 
     Examples
     --------
@@ -120,6 +132,7 @@ class VolumeMeta:
     modalities: tuple
     reference: str
     intensity_ranges: dict = field(repr=False)
+    source_files: tuple = field(default=(), repr=False)
 
     @property
     def axcodes(self) -> tuple:
@@ -288,9 +301,15 @@ def _find_nifti(folder: Path, key: str) -> Path | None:
     """The single file in ``folder`` named ``*_<key>.nii(.gz)`` (``-`` also accepted).
 
     The suffix is anchored at ``.nii``, so ``_t1`` never matches ``*_t1ce.nii.gz``.
+    Hidden files (``.*``, e.g. the ``._*`` AppleDouble files macOS leaves on shared
+    drives) are never candidates.
     """
     pattern = re.compile(rf"[_-]{re.escape(key)}{_NIFTI_SUFFIX}$", re.IGNORECASE)
-    found = sorted(p for p in folder.iterdir() if p.is_file() and pattern.search(p.name))
+    found = sorted(
+        p
+        for p in folder.iterdir()
+        if not p.name.startswith(".") and p.is_file() and pattern.search(p.name)
+    )
     if len(found) > 1:
         raise ValueError(
             f"Several files match '*_{key}.nii(.gz)' in {folder}: "
@@ -331,6 +350,85 @@ def _read_voxels(img, path: Path, *, as_label: bool = False) -> np.ndarray:
     return data
 
 
+def _check_label_values(label_values):
+    """``label_values`` as a sorted tuple of ints that holds 0, or None."""
+    if label_values is None:
+        return None
+    try:
+        values = tuple(label_values)
+    except TypeError:
+        raise TypeError(
+            f"label_values must be a sequence of ints or None, got {label_values!r}."
+        ) from None
+    if any(
+        isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) for v in values
+    ):
+        raise TypeError(f"label_values must be a sequence of ints or None, got {label_values!r}.")
+    values = tuple(sorted({int(v) for v in values}))
+    if 0 not in values:
+        raise ValueError(
+            f"label_values must contain 0, the background label, got {label_values!r}."
+        )
+    if values[0] < 0:
+        raise ValueError(f"label_values must be non-negative, got {label_values!r}.")
+    return values
+
+
+def _format_values(values, limit=8) -> str:
+    shown = ", ".join(f"{v:g}" for v in values[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}]"
+
+
+def _check_labels(data: np.ndarray, path: Path, label_values) -> None:
+    """Raise if the label volume holds anything but the allowed integer labels.
+
+    ``label_values=None`` allows any non-negative integer.
+    """
+    if label_values is None:
+        if np.issubdtype(data.dtype, np.integer) or data.dtype == np.bool_:
+            bad = data < 0 if np.issubdtype(data.dtype, np.signedinteger) else None
+        else:
+            with np.errstate(invalid="ignore"):
+                bad = ~np.isfinite(data) | (data < 0) | (data != np.round(data))
+    else:
+        bad = ~np.isin(data, label_values)
+    if bad is None or not bad.any():
+        return
+    offending = data[bad]
+    problems = []
+    if np.issubdtype(offending.dtype, np.floating):
+        finite = np.isfinite(offending)
+        n_nan = int(np.isnan(offending).sum())
+        n_inf = int((~finite).sum()) - n_nan
+        if n_nan:
+            problems.append(f"NaN ({n_nan} voxels)")
+        if n_inf:
+            problems.append(f"infinite values ({n_inf} voxels)")
+        offending = offending[finite]
+        fractional = offending != np.round(offending)
+        if fractional.any():
+            fractions = np.unique(offending[fractional])
+            problems.append(f"non-integer values {_format_values(fractions)}")
+        offending = offending[~fractional]
+    if offending.size:
+        negative = np.unique(offending[offending < 0])
+        unknown = np.unique(offending[offending >= 0])
+        if negative.size:
+            problems.append(f"negative values {_format_values(negative)}")
+        if unknown.size:
+            problems.append(f"unknown labels {_format_values(unknown)}")
+    allowed = (
+        "non-negative integers (label_values=None)"
+        if label_values is None
+        else f"one of label_values={tuple(label_values)}"
+    )
+    raise ValueError(
+        f"Label file {path} is not a valid segmentation: {int(bad.sum())} voxel(s) hold "
+        f"{', '.join(problems)}; labels must be {allowed}. Pass label_values= to allow "
+        "other labels, or label_name=None to ignore the file."
+    )
+
+
 def _slice_positions(n_slices: int, slice_range) -> np.ndarray:
     if slice_range is None:
         return np.arange(n_slices)
@@ -346,7 +444,11 @@ def _slice_positions(n_slices: int, slice_range) -> np.ndarray:
 
 
 def _crop_pad_plan(in_plane_shape, pad_to):
-    """Centred crop ``(start, stop)`` and zero-padding ``(before, after)`` per axis."""
+    """Centred crop ``(start, stop)`` and zero-padding ``(before, after)`` per axis.
+
+    Only the amounts recorded in :class:`VolumeMeta`; :func:`~skberdiff.preprocessing.pad_or_crop`
+    does the cropping and padding itself, with the same centring.
+    """
     cropping, padding = [], []
     for size, target in zip(in_plane_shape, pad_to or in_plane_shape):
         if size > target:
@@ -360,16 +462,6 @@ def _crop_pad_plan(in_plane_shape, pad_to):
     return tuple(cropping), tuple(padding)
 
 
-def _crop_pad(slices: np.ndarray, cropping, padding) -> np.ndarray:
-    """Apply the plan to the last two axes of ``slices``."""
-    (r0, r1), (c0, c1) = cropping
-    out = slices[..., r0:r1, c0:c1]
-    if any(p for pair in padding for p in pair):
-        width = [(0, 0)] * (out.ndim - 2) + [tuple(p) for p in padding]
-        out = np.pad(out, width)
-    return np.ascontiguousarray(out)
-
-
 def _axial_slices(volume: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """``(n, H0, W0)`` stack of ``volume[:, :, k]`` for ``k`` in ``indices``."""
     return np.moveaxis(volume[:, :, indices], -1, 0)
@@ -378,6 +470,30 @@ def _axial_slices(volume: np.ndarray, indices: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # BRATS-style volumes
 # --------------------------------------------------------------------------------------
+
+
+def _check_case_options(
+    *, modalities, slice_range, pad_to, clip_percentiles, dtype, label_name, label_values
+) -> dict:
+    """Validate the loading options of :func:`load_brats_case`; return them normalised."""
+    modalities = tuple(str(m) for m in modalities)
+    if not modalities:
+        raise ValueError("modalities must name at least one modality.")
+    if len(set(m.lower() for m in modalities)) != len(modalities):
+        raise ValueError(f"modalities contains duplicates: {modalities}.")
+    if label_name is not None and label_name.lower() in (m.lower() for m in modalities):
+        raise ValueError(f"label_name {label_name!r} is also a modality in {modalities}.")
+    _slice_positions(0, slice_range)  # type check only; the range is checked per case
+    dtype = np.dtype(dtype)
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"dtype must be a floating dtype, got {dtype}.")
+    return {
+        "modalities": modalities,
+        "pad_to": _check_pair(pad_to, "pad_to"),
+        "clip_percentiles": _check_percentiles(clip_percentiles),
+        "dtype": dtype,
+        "label_values": _check_label_values(label_values),
+    }
 
 
 def load_brats_case(
@@ -389,6 +505,7 @@ def load_brats_case(
     clip_percentiles: tuple[float, float] = (0.0, 100.0),
     dtype=np.float32,
     label_name: str | None = "seg",
+    label_values: Sequence[int] | None = (0, 1, 2, 3, 4),
 ) -> BratsCase:
     """Load one BRATS-style case folder as a batch of normalised axial slices.
 
@@ -420,6 +537,12 @@ def load_brats_case(
         dtype of the images.
     label_name : str or None, default="seg"
         File-name key of the optional label volume (``*_seg.nii.gz``). None ignores labels.
+    label_values : sequence of int or None, default=(0, 1, 2, 3, 4)
+        The labels a label volume may hold; it must include 0 (background). The default
+        covers BRATS: 0 background, 1 necrotic / non-enhancing core, 2 oedema, 4
+        enhancing tumour, and 3 in newer releases. None allows any non-negative integer.
+        Anything else in the label file (negative, NaN or infinite, non-integer or
+        unknown values) is an error, never read as healthy.
 
     Returns
     -------
@@ -433,8 +556,12 @@ def load_brats_case(
     FileNotFoundError
         If the folder or a modality file is missing.
     ValueError
-        If a file is unreadable, not 3-D or contains NaN, if the volumes differ in shape
-        or affine, or if ``slice_range`` selects no slice.
+        If a file is unreadable, not 3-D or contains NaN, if the label file holds values
+        outside ``label_values`` (the message names the file and the values), if the
+        volumes differ in shape or affine, if several files match one key, or if
+        ``slice_range`` selects no slice.
+    TypeError
+        If an argument has the wrong type.
 
     See Also
     --------
@@ -475,18 +602,14 @@ def load_brats_case(
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"Case folder {folder} does not exist or is not a folder.")
-    modalities = tuple(str(m) for m in modalities)
-    if not modalities:
-        raise ValueError("modalities must name at least one modality.")
-    if len(set(m.lower() for m in modalities)) != len(modalities):
-        raise ValueError(f"modalities contains duplicates: {modalities}.")
-    if label_name is not None and label_name.lower() in (m.lower() for m in modalities):
-        raise ValueError(f"label_name {label_name!r} is also a modality in {modalities}.")
-    pad_to = _check_pair(pad_to, "pad_to")
-    low_pct, high_pct = _check_percentiles(clip_percentiles)
-    dtype = np.dtype(dtype)
-    if not np.issubdtype(dtype, np.floating):
-        raise ValueError(f"dtype must be a floating dtype, got {dtype}.")
+    options = _check_case_options(
+        modalities=modalities, slice_range=slice_range, pad_to=pad_to,
+        clip_percentiles=clip_percentiles, dtype=dtype, label_name=label_name,
+        label_values=label_values,
+    )
+    modalities, pad_to, dtype = options["modalities"], options["pad_to"], options["dtype"]
+    low_pct, high_pct = options["clip_percentiles"]
+    label_values = options["label_values"]
 
     paths = {}
     for key in modalities:
@@ -537,6 +660,7 @@ def load_brats_case(
         )
     in_plane_shape = canonical_shape[:2]
     cropping, padding = _crop_pad_plan(in_plane_shape, pad_to)
+    out_shape = pad_to or in_plane_shape
 
     channels, intensity_ranges = [], {}
     for key in modalities:
@@ -551,16 +675,17 @@ def load_brats_case(
             slices = np.clip((slices - low) / (high - low), 0.0, 1.0)
         else:  # a constant volume carries no contrast; map it to 0 rather than NaN
             slices = np.zeros_like(slices)
-        channels.append(_crop_pad(slices, cropping, padding).astype(dtype))
+        channels.append(pad_or_crop(slices, out_shape).astype(dtype))
     images = np.ascontiguousarray(np.stack(channels, axis=1))
 
     if label_path is not None:
         label_data = _read_voxels(images_on_disk[label_name], label_path, as_label=True)
+        _check_labels(label_data, label_path, label_values)
         label = apply_orientation(label_data, orientation) > 0
         label_slices = _axial_slices(label, indices)
         # Healthy iff the whole label slice is zero, judged before any cropping.
         is_diseased = label_slices.any(axis=(1, 2))
-        masks = _crop_pad(label_slices, cropping, padding)
+        masks = pad_or_crop(label_slices, out_shape)
     else:
         is_diseased = np.zeros(indices.size, dtype=bool)
         masks = np.zeros((indices.size,) + images.shape[2:], dtype=bool)
@@ -581,6 +706,7 @@ def load_brats_case(
         modalities=modalities,
         reference=reference,
         intensity_ranges=intensity_ranges,
+        source_files=tuple(Path(os.path.realpath(p)) for p in paths.values()),
     )
     return BratsCase(
         name=folder.name,
@@ -597,16 +723,18 @@ def _case_folders(root: Path) -> list[Path]:
     if not root.is_dir():
         raise FileNotFoundError(f"Data set root {root} does not exist or is not a folder.")
     nifti = re.compile(rf"{_NIFTI_SUFFIX}$", re.IGNORECASE)
+
+    def holds_nifti(folder):  # hidden files (AppleDouble "._*", ...) do not count
+        return any(not f.name.startswith(".") and nifti.search(f.name) for f in folder.iterdir())
+
     folders = sorted(
         p
         for p in root.iterdir()
-        if p.is_dir()
-        and not p.name.startswith(".")
-        and any(nifti.search(f.name) for f in p.iterdir())
+        if not p.name.startswith(".") and p.is_dir() and holds_nifti(p)
     )
     if not folders:
         hint = ""
-        if any(nifti.search(f.name) for f in root.iterdir()):
+        if holds_nifti(root):
             hint = " It holds NIfTI files itself: load it with load_brats_case(root)."
         raise FileNotFoundError(
             f"No case folders in {root}: no sub-folder holds a .nii or .nii.gz file.{hint}"
@@ -615,12 +743,13 @@ def _case_folders(root: Path) -> list[Path]:
 
 
 def iter_brats_cases(
-    root: str | os.PathLike, *, verbose: int = 1, **kwargs
+    root: str | os.PathLike, *, verbose: int = 1, errors: str = "raise", **kwargs
 ) -> Iterator[BratsCase]:
     """Yield every case below a BRATS-style data set root, one at a time.
 
     Cases are the sub-folders of ``root`` that hold NIfTI files, in sorted order; files
-    and other folders beside them (``name_mapping.csv``, ...) are ignored. Only one case
+    and other folders beside them (``name_mapping.csv``, ...) and hidden entries
+    (names starting with ``.``, such as macOS ``._*`` files) are ignored. Only one case
     is in memory at a time.
 
     Parameters
@@ -629,9 +758,14 @@ def iter_brats_cases(
         Folder whose sub-folders are case folders.
     verbose : int, default=1
         0 silences the progress bar.
+    errors : {"raise", "skip"}, default="raise"
+        What to do when a case fails to load (missing or unreadable file, bad labels,
+        mismatched grids: any ``OSError`` or ``ValueError`` of :func:`load_brats_case`).
+        ``"raise"`` stops with the error; ``"skip"`` leaves the case out with a
+        ``UserWarning`` naming its folder and the error.
     **kwargs
         Passed to :func:`load_brats_case` (``modalities``, ``slice_range``, ``pad_to``,
-        ``clip_percentiles``, ``dtype``, ``label_name``).
+        ``clip_percentiles``, ``dtype``, ``label_name``, ``label_values``).
 
     Yields
     ------
@@ -642,6 +776,15 @@ def iter_brats_cases(
     FileNotFoundError
         At the call (not at the first ``next``) if ``root`` is missing or holds no case
         folder.
+    TypeError, ValueError
+        At the call if an argument is unknown or invalid (whatever ``errors`` says).
+    OSError, ValueError
+        While iterating, with ``errors="raise"``, if a case fails to load.
+
+    Warns
+    -----
+    UserWarning
+        With ``errors="skip"``, once per skipped case.
 
     Examples
     --------
@@ -659,17 +802,34 @@ def iter_brats_cases(
     >>> [(case.name, case.images.shape) for case in cases]
     [('case_a', (6, 2, 8, 8)), ('case_b', (6, 2, 8, 8))]
     """
+    check_choice(errors, "errors", ("raise", "skip"))
     folders = _case_folders(Path(root))
-    # A bad keyword should fail now, not after the first case has been read.
-    unknown = set(kwargs) - {
-        "modalities", "slice_range", "pad_to", "clip_percentiles", "dtype", "label_name"
+    # A bad keyword or value should fail now, not after the first case has been read
+    # (and with errors="skip", not be taken for a broken case, once per case).
+    defaults = {
+        name: param.default
+        for name, param in inspect.signature(load_brats_case).parameters.items()
+        if param.kind is inspect.Parameter.KEYWORD_ONLY
     }
+    unknown = set(kwargs) - set(defaults)
     if unknown:
         raise TypeError(f"Unknown argument(s) for load_brats_case: {sorted(unknown)}.")
+    _check_case_options(**{**defaults, **kwargs})
 
     def generate():
         for folder in progress(folders, verbose=verbose, desc="cases"):
-            yield load_brats_case(folder, **kwargs)
+            try:
+                case = load_brats_case(folder, **kwargs)
+            except (OSError, ValueError) as exc:
+                if errors == "raise":
+                    raise
+                warnings.warn(
+                    f"Skipped case folder {folder}: {type(exc).__name__}: {exc}",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                continue
+            yield case
 
     return generate()
 
@@ -679,6 +839,7 @@ def collect_slices(
     *,
     healthy_only: bool = True,
     verbose: int = 1,
+    errors: str = "raise",
     **kwargs,
 ) -> SliceSet:
     """Stack the slices of many cases, by default only the healthy ones for training.
@@ -692,6 +853,9 @@ def collect_slices(
         a label file count as healthy throughout.
     verbose : int, default=1
         0 silences the progress bar (only used with a root).
+    errors : {"raise", "skip"}, default="raise"
+        With a root: ``"skip"`` leaves out a case that fails to load, with a
+        ``UserWarning`` (see :func:`iter_brats_cases`); ``"raise"`` stops with the error.
     **kwargs
         Passed to :func:`load_brats_case` (only with a root).
 
@@ -704,7 +868,18 @@ def collect_slices(
     Raises
     ------
     ValueError
-        If no slice is left, or the cases have different slice sizes or modalities.
+        If no slice is left, or the cases have different slice sizes or modalities, or
+        (with ``errors="raise"``) a case of the root fails to load.
+    OSError
+        With ``errors="raise"``, if a case file of the root is missing or unreadable
+        (``FileNotFoundError`` also if the root holds no case folder).
+    TypeError
+        If loading arguments or ``errors="skip"`` are given with cases already loaded.
+
+    Warns
+    -----
+    UserWarning
+        With ``errors="skip"``, once per case of the root that fails to load.
 
     Examples
     --------
@@ -720,11 +895,13 @@ def collect_slices(
     >>> healthy.images.shape, healthy.case_names.tolist(), healthy.slice_indices.tolist()
     ((3, 2, 4, 4), ['a', 'a', 'b'], [1, 2, 0])
     """
+    check_choice(errors, "errors", ("raise", "skip"))
     if isinstance(cases, (str, os.PathLike)):
-        cases = iter_brats_cases(cases, verbose=verbose, **kwargs)
-    elif kwargs:
+        cases = iter_brats_cases(cases, verbose=verbose, errors=errors, **kwargs)
+    elif kwargs or errors != "raise":
+        given = sorted(kwargs) + (["errors"] if errors != "raise" else [])
         raise TypeError(
-            f"Loading arguments {sorted(kwargs)} only apply when cases is a data set root."
+            f"Loading arguments {given} only apply when cases is a data set root."
         )
     images, masks, diseased, names, indices = [], [], [], [], []
     first = None
@@ -761,18 +938,155 @@ def collect_slices(
     )
 
 
+def _protected_files(meta) -> set:
+    """Real paths of the files ``meta``'s case was read from."""
+    files = list(getattr(meta, "source_files", ()) or ())
+    files += list((getattr(meta, "source_paths", None) or {}).values())
+    return {os.path.realpath(f) for f in files}
+
+
+def _is_source_file(path: Path, protected: set) -> str | None:
+    """The protected file ``path`` would land on (symlinks, hard links), or None."""
+    real = os.path.realpath(path)
+    if real in protected:
+        return real
+    if os.path.exists(path):  # hard links, case-insensitive file systems
+        for source in protected:
+            try:
+                if os.path.samefile(path, source):
+                    return source
+            except OSError:  # a source file that is gone
+                continue
+    return None
+
+
+def _exists_message(path: Path) -> str:
+    return f"{path} already exists; pass overwrite=True to replace it."
+
+
+def _fsync_path(path, *, directory=False) -> None:
+    """Flush a file (or, best effort, a directory entry) to disk."""
+    if directory and os.name != "posix":  # pragma: no cover - directories: POSIX only
+        return
+    flags = os.O_RDONLY if directory else os.O_RDWR | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # pragma: no cover - e.g. directories that cannot be opened
+        if directory:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse to sync directories
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
+def _save_atomically(img, path: Path, *, overwrite: bool) -> None:
+    """Write ``img`` to a temporary file beside ``path``, then move it into place.
+
+    The temporary file keeps the ``.nii``/``.nii.gz`` suffix so that nibabel picks the
+    format. On any error it is removed and an existing ``path`` is left as it was.
+    Without ``overwrite`` the move itself refuses to replace a file that appeared
+    meanwhile (a hard link is made, which fails if ``path`` exists).
+    """
+    import nibabel as nib
+
+    match = re.search(rf"{_NIFTI_SUFFIX}$", path.name, re.IGNORECASE)
+    stem, suffix = path.name[: match.start()], match.group()
+    tmp = None
+    for _ in range(100):
+        candidate = path.parent / f".{stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+        try:  # O_EXCL: never reuse (or follow a symlink planted at) an existing name
+            fd = os.open(
+                candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                0o666,
+            )
+        except FileExistsError:  # pragma: no cover - 32 random bits collided
+            continue
+        os.close(fd)
+        tmp = candidate
+        break
+    else:  # pragma: no cover
+        raise FileExistsError(f"Could not create a temporary file beside {path}.")
+    try:
+        nib.save(img, tmp)
+        _fsync_path(tmp)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise FileExistsError(errno.EEXIST, _exists_message(path), str(path)) from None
+            except OSError:  # a file system without hard links
+                if os.path.lexists(path):
+                    raise FileExistsError(
+                        errno.EEXIST, _exists_message(path), str(path)
+                    ) from None
+                os.replace(tmp, path)
+        _fsync_path(path.parent, directory=True)
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:  # moved into place
+            pass
+
+
+def _cast_maps(arr: np.ndarray, dtype: np.dtype, scale: float | None) -> np.ndarray:
+    """Validate ``(n, H, W)`` maps and cast them to ``dtype`` without silent loss."""
+    if not np.issubdtype(dtype, np.integer):
+        # check_images gives the same type/NaN checks (and messages) as everywhere else.
+        return check_images(arr[:, None], name="maps", dtype=dtype)[:, 0]
+    exact = scale is None and (arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer))
+    values = check_images(arr[:, None], name="maps", dtype=arr.dtype if exact else np.float64)
+    values = values[:, 0]
+    info = np.iinfo(dtype)
+    if scale is not None:
+        values = np.round(values * scale)
+        what = f"maps * scale (scale={scale:g})"
+        fix = "use a smaller scale or a wider integer dtype"
+    else:
+        what = "maps"
+        fix = "pass scale= to store round(maps * scale), or write a float dtype"
+        if not exact:
+            fractional = values != np.round(values)
+            n_changed = int(fractional.sum())
+            if n_changed:
+                example = float(values[fractional].flat[0])
+                raise ValueError(
+                    f"maps holds non-integer values (e.g. {example:g}): casting to "
+                    f"dtype={dtype} would change {n_changed:,} of the "
+                    f"{int((values != 0).sum()):,} non-zero voxels. Pass scale= (e.g. "
+                    "scale=1000 stores round(maps * 1000) with scl_slope=0.001, which "
+                    "readers undo) or write a float dtype (dtype=None writes float32)."
+                )
+    low, high = values.min().item(), values.max().item()
+    if low < info.min or high > info.max:
+        raise ValueError(
+            f"{what} spans [{low:g}, {high:g}], outside the range [{info.min}, {info.max}] "
+            f"of dtype={dtype}: the values would wrap around. To fix it, {fix}."
+        )
+    return values.astype(dtype)
+
+
 def save_volume_map(
     maps,
     meta: VolumeMeta,
     path: str | os.PathLike,
     *,
     dtype=None,
+    scale: float | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write per-slice maps or masks back into the source volume's grid as NIfTI.
 
     Padding is removed, cropped borders and slices outside the slice range are filled
-    with zeros, the RAS+ reorientation is undone, and the file gets the source's affine
-    and (a copy of) its header, so it overlays the input voxel for voxel in any viewer.
+    with zeros, the RAS+ reorientation is undone, and the file gets the source's affine,
+    qform/sform codes, voxel sizes and units, so it overlays the input voxel for voxel
+    in any viewer. No free text of the source header is copied (see Notes).
 
     Parameters
     ----------
@@ -784,7 +1098,15 @@ def save_volume_map(
     path : str or path-like
         Output file, ending in ``.nii`` or ``.nii.gz``.
     dtype : numpy dtype, default=None
-        On-disk dtype. None writes float32, or uint8 for boolean maps.
+        On-disk dtype. None writes float32, or uint8 for boolean maps. An integer dtype
+        needs maps that hold integers within its range, or ``scale``.
+    scale : float, default=None
+        Only with an integer ``dtype``: store ``round(maps * scale)`` with the NIfTI
+        scaling ``scl_slope = 1 / scale``, ``scl_inter = 0``, so that readers
+        (``img.get_fdata()``) get the maps back to within ``0.5 / scale`` (plus the
+        float32 rounding of the stored slope). Must be positive and finite.
+    overwrite : bool, default=False
+        Replace ``path`` if it exists. Without it an existing file is an error.
 
     Returns
     -------
@@ -793,9 +1115,36 @@ def save_volume_map(
 
     Raises
     ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
     ValueError
-        If the maps do not match ``meta`` in number or size, contain NaN, or ``path`` is
-        not a NIfTI file name.
+        If ``path`` is one of the files the case was read from (``meta.source_files``,
+        also through a symbolic or hard link), even with ``overwrite=True``; if the maps
+        do not match ``meta`` in number or size or contain NaN; if an integer ``dtype``
+        would change values (non-integer or out of range, also after ``scale``); if
+        ``scale`` is given without an integer ``dtype`` or is not positive and finite;
+        or if ``path`` is not a NIfTI file name.
+    TypeError
+        If ``maps`` is not numeric or ``scale`` is not a real number.
+    OSError
+        If writing fails (full disk, no permission, missing folder); the temporary file
+        is removed and an existing ``path`` is left untouched.
+
+    Notes
+    -----
+    The file is written atomically: to a hidden temporary file in the same folder
+    (``.<name>.tmp-<pid>-<random>.nii[.gz]``), flushed to disk, then moved onto
+    ``path`` with :func:`os.replace`. A reader never sees a half-written file, and an
+    interrupted or failed write (e.g. a full disk) leaves the previous file intact. With
+    ``overwrite=True`` a symbolic link at ``path`` is replaced by the new file, not
+    followed.
+
+    The header is a copy of the reference modality's with the data type, the scaling
+    and the display window (``cal_min``/``cal_max``) reset, and with every free-text or
+    source-specific field cleared, since they may hold patient information: ``descrip``
+    (set to ``"skberdiff anomaly map"``), ``aux_file``, ``intent_code``,
+    ``intent_name``, ``intent_p1``-``intent_p3``, ``db_name`` and ``data_type``
+    (NIfTI-1), and all header extensions.
 
     Examples
     --------
@@ -817,6 +1166,28 @@ def save_volume_map(
     True
     >>> int(written[:, :, [0, 3]].sum())
     0
+
+    An existing file is only replaced on request, and the inputs never are:
+
+    >>> try:
+    ...     save_volume_map(case.images[:, 0], case.meta, out)
+    ... except FileExistsError:
+    ...     print("refused")
+    refused
+    >>> try:
+    ...     save_volume_map(case.images[:, 0], case.meta, folder / "c_t1.nii.gz",
+    ...                     overwrite=True)
+    ... except ValueError:
+    ...     print("refused")
+    refused
+
+    Integer files need ``scale`` unless the maps hold integers:
+
+    >>> out = save_volume_map(case.images[:, 0], case.meta, folder / "map.nii.gz",
+    ...                       dtype=np.int16, scale=1000)
+    >>> back = nib.load(out).get_fdata()[:, :, 1:3]
+    >>> bool(np.abs(back - volume[:, :, 1:3] / volume.max()).max() <= 0.5 / 1000 + 1e-6)
+    True
     """
     import nibabel as nib
     from nibabel.orientations import apply_orientation
@@ -824,6 +1195,14 @@ def save_volume_map(
     path = Path(path)
     if not re.search(rf"{_NIFTI_SUFFIX}$", path.name, re.IGNORECASE):
         raise ValueError(f"path must end in .nii or .nii.gz, got {path}.")
+    source = _is_source_file(path, _protected_files(meta))
+    if source is not None:
+        raise ValueError(
+            f"Refusing to write to {path}: it is the input file {source} of this case "
+            "(overwrite=True does not change this). Choose another output path."
+        )
+    if not overwrite and os.path.lexists(path):
+        raise FileExistsError(errno.EEXIST, _exists_message(path), str(path))
     arr = _to_numpy(maps, "maps")
     if arr.ndim == 4 and arr.shape[1] == 1:
         arr = arr[:, 0]
@@ -837,8 +1216,14 @@ def save_volume_map(
     if dtype is None:
         dtype = np.uint8 if arr.dtype == np.bool_ else np.float32
     dtype = np.dtype(dtype)
-    # check_images gives the same type/NaN checks (and messages) as everywhere else.
-    arr = check_images(arr[:, None], name="maps", dtype=dtype)[:, 0]
+    if scale is not None:
+        scale = check_real(scale, "scale", low=0, include_low=False)
+        if not np.issubdtype(dtype, np.integer):
+            raise ValueError(
+                f"scale only applies to an integer dtype (e.g. dtype=np.int16), got "
+                f"dtype={dtype}."
+            )
+    arr = _cast_maps(arr, dtype, scale)
 
     # Undo padding, then put the kept window back at its place in the RAS+ grid.
     (pr, _), (pc, _) = meta.padding
@@ -858,8 +1243,22 @@ def save_volume_map(
     header.set_data_dtype(dtype)
     # The display window describes the input's intensities, not the map's.
     header["cal_min"], header["cal_max"] = 0, 0
+    # Free text and intent of the source may identify the patient or mislabel the map.
+    fields = set(header.keys())
+    for name in ("aux_file", "intent_name", "db_name", "data_type"):
+        if name in fields:
+            header[name] = b""
+    for name in ("intent_code", "intent_p1", "intent_p2", "intent_p3"):
+        header[name] = 0
+    header["descrip"] = _WRITTEN_DESCRIP
+    if hasattr(header, "extensions"):
+        del header.extensions[:]
     img = klass(np.ascontiguousarray(volume), meta.affine, header)
-    nib.save(img, path)
+    if scale is not None:
+        # Set after construction (which resets the scaling): nibabel then writes the
+        # integers as they are, with this slope.
+        img.header.set_slope_inter(1.0 / scale, 0.0)
+    _save_atomically(img, path, overwrite=overwrite)
     return path
 
 

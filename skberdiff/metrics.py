@@ -2,12 +2,25 @@
 
 Pixel-level: :func:`dice_score` of a segmentation and :func:`pixel_auprc` of an anomaly map,
 both averaged per image by default as in the paper (mean over test slices); reconstruction
-quality: :func:`psnr`; image level: :func:`image_auroc`.
+quality: :func:`psnr`; image level: :func:`image_auroc` and
+:func:`image_average_precision`. :func:`select_dice_threshold` picks a pixel threshold on
+held-out lesion slices.
 
-The scorers :func:`dice_scorer`, :func:`auprc_scorer` and :func:`pixel_scores` have the
-signature ``scorer(estimator, X, y)`` expected by ``GridSearchCV(scoring=...)``, where ``y``
-holds the ground-truth pixel masks. They accept a detector or a ``Pipeline`` ending in one
-and run the detector once per call; :func:`make_pixel_scorer` builds pooled variants.
+The scorers have the signature ``scorer(estimator, X, y)`` expected by
+``GridSearchCV(scoring=...)``. They accept a detector or a ``Pipeline`` ending in one and
+run the detector once per call:
+
+- pixel scorers (:func:`dice_scorer`, :func:`auprc_scorer`, :func:`pixel_scores`) take
+  ground-truth pixel masks ``y`` of shape (n, h, w);
+- image scorers (:func:`image_auroc_scorer`, :func:`image_average_precision_scorer`,
+  :func:`image_scores`) take per-image labels (1 = anomalous, 0 = normal) or pixel masks
+  (an image with any lesion pixel is anomalous), and rank images by ``-score_samples``;
+- :func:`make_detection_scorer` combines any of them into one pass.
+
+Beware of scikit-learn's built-in ``scoring="roc_auc"`` with such labels: it ranks by
+``decision_function``, which follows the outlier-detection convention (higher = more
+*normal*, inliers positive), so with 1 = anomalous it reads inverted (``1 - AUROC``). The
+image scorers here use the users' sign.
 """
 
 import warnings
@@ -19,23 +32,31 @@ from numpy.typing import ArrayLike
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import Pipeline
 
-from ._validation import check_images, check_masks
-from .postprocessing import _check_maps, _check_same_shape
+from ._validation import check_choice, check_images, check_maps, check_masks, check_same_shape
+from .postprocessing import paper_postprocess
 
 __all__ = [
     "dice_score",
     "pixel_auprc",
     "psnr",
     "image_auroc",
+    "image_average_precision",
+    "select_dice_threshold",
     "dice_scorer",
     "auprc_scorer",
     "pixel_scores",
+    "image_auroc_scorer",
+    "image_average_precision_scorer",
+    "image_scores",
     "make_pixel_scorer",
+    "make_detection_scorer",
 ]
 
 def _check_average(average, allowed):
-    if average not in allowed:
-        raise ValueError(f"average must be one of {allowed}, got {average!r}.")
+    if average is not None:
+        check_choice(average, "average", allowed)
+    elif None not in allowed:
+        raise ValueError(f"average must be one of {allowed}, got None.")
 
 
 def dice_score(
@@ -86,7 +107,7 @@ def dice_score(
     _check_average(average, ("per_image", "pooled", None))
     y_true = check_masks(y_true, name="y_true")
     y_pred = check_masks(y_pred, name="y_pred")
-    _check_same_shape(y_true, y_pred, "y_true", "y_pred")
+    check_same_shape(y_true, y_pred, "y_true", "y_pred")
     overlap = np.logical_and(y_true, y_pred).sum(axis=(1, 2))
     total = y_true.sum(axis=(1, 2)) + y_pred.sum(axis=(1, 2))
     if average == "pooled":
@@ -148,8 +169,8 @@ def pixel_auprc(
     """
     _check_average(average, ("per_image", "pooled", None))
     y_true = check_masks(y_true, name="y_true")
-    maps = _check_maps(maps)
-    _check_same_shape(y_true, maps, "y_true", "maps")
+    maps = check_maps(maps)
+    check_same_shape(y_true, maps, "y_true", "maps")
     has_anomaly = y_true.any(axis=(1, 2))
     if average is not None and not has_anomaly.any():
         raise ValueError(
@@ -219,7 +240,7 @@ def psnr(
     _check_average(average, ("per_image", None))
     x = check_images(x, name="x", dtype=np.float64)
     x_hat = check_images(x_hat, name="x_hat", dtype=np.float64)
-    _check_same_shape(x, x_hat, "x", "x_hat")
+    check_same_shape(x, x_hat, "x", "x_hat")
     mse = np.square(x - x_hat).mean(axis=(1, 2, 3))
     if data_range is None:
         peak = x.max(axis=(1, 2, 3))
@@ -235,6 +256,31 @@ def psnr(
     with np.errstate(divide="ignore"):
         values = np.where(mse == 0, np.inf, 20 * np.log10(peak) - 10 * np.log10(mse))
     return float(values.mean()) if average == "per_image" else values
+
+
+def _check_image_labels(is_anomalous, anomaly_scores, metric):
+    labels = np.asarray(is_anomalous)
+    scores = np.asarray(anomaly_scores, dtype=np.float64)
+    if labels.ndim != 1 or scores.ndim != 1:
+        raise ValueError(
+            f"is_anomalous and anomaly_scores must be 1-D, got shapes {labels.shape} and "
+            f"{scores.shape}."
+        )
+    check_same_shape(labels, scores, "is_anomalous", "anomaly_scores")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(
+            "is_anomalous must hold booleans or 0/1 (1 = anomalous); for the +1/-1 labels of "
+            "predict, pass labels == -1."
+        )
+    if not np.isfinite(scores).all():
+        raise ValueError("anomaly_scores contains NaN or infinite values.")
+    if labels.min() == labels.max():
+        kind = "anomalous" if labels[0] else "normal"
+        raise ValueError(
+            f"{metric} needs both normal and anomalous images, but all {len(labels)} "
+            f"are {kind}."
+        )
+    return labels.astype(bool), scores
 
 
 def image_auroc(is_anomalous: ArrayLike, anomaly_scores: ArrayLike) -> float:
@@ -257,32 +303,125 @@ def image_auroc(is_anomalous: ArrayLike, anomaly_scores: ArrayLike) -> float:
     >>> image_auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
     0.75
     """
-    labels = np.asarray(is_anomalous)
-    scores = np.asarray(anomaly_scores, dtype=np.float64)
-    if labels.ndim != 1 or scores.ndim != 1:
-        raise ValueError(
-            f"is_anomalous and anomaly_scores must be 1-D, got shapes {labels.shape} and "
-            f"{scores.shape}."
-        )
-    _check_same_shape(labels, scores, "is_anomalous", "anomaly_scores")
-    if not np.isin(labels, (0, 1)).all():
-        raise ValueError(
-            "is_anomalous must hold booleans or 0/1 (1 = anomalous); for the +1/-1 labels of "
-            "predict, pass labels == -1."
-        )
-    if not np.isfinite(scores).all():
-        raise ValueError("anomaly_scores contains NaN or infinite values.")
-    if labels.min() == labels.max():
-        kind = "anomalous" if labels[0] else "normal"
-        raise ValueError(
-            f"image_auroc needs both normal and anomalous images, but all {len(labels)} "
-            f"are {kind}."
-        )
-    return float(roc_auc_score(labels.astype(bool), scores))
+    labels, scores = _check_image_labels(is_anomalous, anomaly_scores, "image_auroc")
+    return float(roc_auc_score(labels, scores))
 
 
-# metric name -> (detector output it needs, metric function)
-_PIXEL_METRICS = {"dice": ("mask", dice_score), "auprc": ("anomaly_map", pixel_auprc)}
+def image_average_precision(is_anomalous: ArrayLike, anomaly_scores: ArrayLike) -> float:
+    """Average precision (area under the precision-recall curve) of image-level scores.
+
+    Parameters
+    ----------
+    is_anomalous : array-like of shape (n,)
+        True (or 1) for anomalous images, False (or 0) for normal ones.
+    anomaly_scores : array-like of shape (n,)
+        Higher = more anomalous.
+
+    Returns
+    -------
+    average_precision : float
+
+    Examples
+    --------
+    >>> image_average_precision([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.833
+    """
+    labels, scores = _check_image_labels(is_anomalous, anomaly_scores,
+                                         "image_average_precision")
+    return float(average_precision_score(labels, scores))
+
+
+def select_dice_threshold(maps: ArrayLike, y_true: ArrayLike, region: ArrayLike | None = None,
+                          *, min_size: int = 10, average: str = "per_image",
+                          quantiles: ArrayLike = np.linspace(0.5, 0.9995, 64)):
+    """Pixel threshold with the best Dice on held-out lesion slices.
+
+    Candidates are quantiles of the map values inside ``region`` (the brain); each is
+    applied as the paper's segmentation (pixels strictly above the threshold, then
+    components under ``min_size`` pixels removed) to the given maps, which must already be
+    smoothed (e.g. by :meth:`skberdiff.postprocessing.PostprocessingRecipe.anomaly_map`).
+    Use it on validation slices only, never on the test slices.
+
+    Parameters
+    ----------
+    maps : array-like of shape (n, h, w)
+        Post-processed anomaly maps of validation slices.
+    y_true : array-like of shape (n, h, w)
+        Their ground-truth masks.
+    region : array-like of bool, shape (n, h, w), default=None
+        Pixels whose values define the candidates; None uses all.
+    min_size : int, default=10
+        Smallest connected component kept (0 keeps every pixel).
+    average : {"per_image", "pooled"}, default="per_image"
+        Which Dice is maximised (see :func:`dice_score`).
+    quantiles : array-like of float, default=np.linspace(0.5, 0.9995, 64)
+        Candidate quantiles.
+
+    Returns
+    -------
+    threshold : float
+    dice : float
+        Dice of that threshold on the given slices.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.zeros((2, 16, 16), bool)
+    >>> y[:, 4:10, 4:10] = True
+    >>> select_dice_threshold(np.where(y, 2.0, 0.0), y)
+    (0.0, 1.0)
+    """
+    maps = check_maps(maps)
+    y_true = check_masks(y_true, name="y_true")
+    check_same_shape(maps, y_true, "maps", "y_true")
+    _check_average(average, ("per_image", "pooled"))
+    values = maps[check_masks(region, name="region")] if region is not None else maps.ravel()
+    if values.size == 0:
+        raise ValueError("region selects no pixel; cannot choose a threshold.")
+    candidates = np.unique(np.quantile(values, np.asarray(quantiles)))
+    scores = [dice_score(y_true, paper_postprocess(maps, float(t), median_size=None,
+                                                   min_size=min_size), average=average)
+              for t in candidates]
+    best = int(np.argmax(scores))
+    return float(candidates[best]), float(scores[best])
+
+
+def _image_labels(y, n_images):
+    """Per-image labels (1 = anomalous) from labels or pixel masks."""
+    arr = np.asarray(y)
+    if arr.ndim == 1:
+        if arr.shape[0] != n_images:
+            raise ValueError(f"y has {arr.shape[0]} labels but X has {n_images} images.")
+        if not np.isin(arr, (0, 1)).all():
+            raise ValueError("Image labels must be 1/True for anomalous and 0/False for "
+                             "normal images.")
+        return arr.astype(bool)
+    masks = check_masks(arr, n_samples=n_images)
+    return masks.reshape(n_images, -1).any(axis=1)
+
+
+def _pixel_auprc(y, result, average, empty_score):
+    return pixel_auprc(y, result.anomaly_map, average=average)
+
+
+def _dice(y, result, average, empty_score):
+    return dice_score(y, result.mask, average=average, empty_score=empty_score)
+
+
+def _image_metric(metric):
+    def score(y, result, average, empty_score):
+        return metric(_image_labels(y, len(result.score_samples)), -result.score_samples)
+    return score
+
+
+# metric name -> (detector output it needs, whether y must be masks, metric)
+_METRICS = {
+    "dice": ("mask", True, _dice),
+    "auprc": ("anomaly_map", True, _pixel_auprc),
+    "image_auroc": ("score", False, _image_metric(image_auroc)),
+    "image_average_precision": ("score", False, _image_metric(image_average_precision)),
+}
+_PIXEL_METRICS = ("dice", "auprc")
 
 
 def _unwrap_detector(estimator, X):
@@ -294,21 +433,24 @@ def _unwrap_detector(estimator, X):
     return estimator, X
 
 
-def _score_pixels(estimator, X, y, *, metrics, average="per_image", empty_score=1.0):
+def _score(estimator, X, y, *, metrics, average="per_image", empty_score=1.0):
     """Run the detector once and compute one metric (a float) or several (a dict)."""
+    names = (metrics,) if isinstance(metrics, str) else tuple(metrics)
     if y is None:
         raise ValueError(
-            "Pixel scorers need ground-truth masks: pass y of shape (n, h, w) to the search."
+            "These scorers need ground truth: pass y to the search (pixel masks of shape "
+            "(n, h, w), or per-image labels 1 = anomalous for image scorers)."
         )
-    names = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    if any(_METRICS[name][1] for name in names) and np.ndim(y) == 1:
+        raise ValueError(
+            f"{[n for n in names if _METRICS[n][1]]} need pixel masks of shape (n, h, w), "
+            "but y holds per-image labels."
+        )
     detector, X = _unwrap_detector(estimator, X)
-    outputs = tuple(dict.fromkeys(_PIXEL_METRICS[name][0] for name in names))
+    outputs = tuple(dict.fromkeys(_METRICS[name][0] for name in names))
     result = detector.detect(X, outputs=outputs)
-    scores = {}
-    for name in names:
-        output, metric = _PIXEL_METRICS[name]
-        options = {"empty_score": empty_score} if metric is dice_score else {}
-        scores[name] = metric(y, getattr(result, output), average=average, **options)
+    scores = {name: float(_METRICS[name][2](y, result, average, empty_score))
+              for name in names}
     return scores[metrics] if isinstance(metrics, str) else scores
 
 
@@ -341,7 +483,7 @@ def dice_scorer(estimator, X: ArrayLike, y: ArrayLike) -> float:
     >>> dice_scorer(ThresholdDetector(), X, X[:, 0] > 0)
     1.0
     """
-    return _score_pixels(estimator, X, y, metrics="dice")
+    return _score(estimator, X, y, metrics="dice")
 
 
 def auprc_scorer(estimator, X: ArrayLike, y: ArrayLike) -> float:
@@ -373,7 +515,7 @@ def auprc_scorer(estimator, X: ArrayLike, y: ArrayLike) -> float:
     >>> auprc_scorer(IdentityDetector(), X, X[:, 0] > 0)
     1.0
     """
-    return _score_pixels(estimator, X, y, metrics="auprc")
+    return _score(estimator, X, y, metrics="auprc")
 
 
 def pixel_scores(estimator, X: ArrayLike, y: ArrayLike) -> dict[str, float]:
@@ -411,7 +553,143 @@ def pixel_scores(estimator, X: ArrayLike, y: ArrayLike) -> dict[str, float]:
     >>> pixel_scores(ThresholdDetector(), X, y=X[:, 0] > 0)
     {'dice': 1.0, 'auprc': 1.0}
     """
-    return _score_pixels(estimator, X, y, metrics=("dice", "auprc"))
+    return _score(estimator, X, y, metrics=("dice", "auprc"))
+
+
+def image_auroc_scorer(estimator, X: ArrayLike, y: ArrayLike) -> float:
+    """Image-level AUROC of ``-score_samples`` (1 = anomalous); a ``scoring=`` callable.
+
+    Unlike ``scoring="roc_auc"`` (which ranks by ``decision_function``, higher = more
+    normal, and so reads inverted on labels with 1 = anomalous), higher is better here.
+
+    Parameters
+    ----------
+    estimator : detector or Pipeline ending in one
+        Fitted; its ``detect(X, outputs=("score",))`` gives ``score_samples``.
+    X : array-like of shape (n, c, h, w)
+        Images, normal and anomalous.
+    y : array-like of shape (n,) or (n, h, w)
+        Per-image labels (1/True = anomalous) or pixel masks (an image with any lesion pixel
+        is anomalous).
+
+    Returns
+    -------
+    score : float
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import numpy as np
+    >>> class MeanDetector:
+    ...     def detect(self, X, outputs):
+    ...         return SimpleNamespace(score_samples=-X.mean(axis=(1, 2, 3)))
+    >>> X = np.zeros((4, 1, 2, 2)); X[2:] = 1.0
+    >>> image_auroc_scorer(MeanDetector(), X, [0, 0, 1, 1])
+    1.0
+    """
+    return _score(estimator, X, y, metrics="image_auroc")
+
+
+def image_average_precision_scorer(estimator, X: ArrayLike, y: ArrayLike) -> float:
+    """Image-level average precision of ``-score_samples``; a ``scoring=`` callable.
+
+    Parameters
+    ----------
+    estimator : detector or Pipeline ending in one
+        Fitted; its ``detect(X, outputs=("score",))`` gives ``score_samples``.
+    X : array-like of shape (n, c, h, w)
+        Images, normal and anomalous.
+    y : array-like of shape (n,) or (n, h, w)
+        Per-image labels (1/True = anomalous) or pixel masks.
+
+    Returns
+    -------
+    score : float
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import numpy as np
+    >>> class MeanDetector:
+    ...     def detect(self, X, outputs):
+    ...         return SimpleNamespace(score_samples=-X.mean(axis=(1, 2, 3)))
+    >>> X = np.zeros((4, 1, 2, 2)); X[2:] = 1.0
+    >>> image_average_precision_scorer(MeanDetector(), X, [0, 0, 1, 1])
+    1.0
+    """
+    return _score(estimator, X, y, metrics="image_average_precision")
+
+
+def image_scores(estimator, X: ArrayLike, y: ArrayLike) -> dict[str, float]:
+    """Image AUROC and average precision from one pass; a multi-metric scorer.
+
+    Parameters
+    ----------
+    estimator : detector or Pipeline ending in one
+        Fitted.
+    X : array-like of shape (n, c, h, w)
+        Images, normal and anomalous.
+    y : array-like of shape (n,) or (n, h, w)
+        Per-image labels (1/True = anomalous) or pixel masks.
+
+    Returns
+    -------
+    scores : dict
+        ``{"image_auroc": float, "image_average_precision": float}``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import numpy as np
+    >>> class MeanDetector:
+    ...     def detect(self, X, outputs):
+    ...         return SimpleNamespace(score_samples=-X.mean(axis=(1, 2, 3)))
+    >>> X = np.zeros((4, 1, 2, 2)); X[2:] = 1.0
+    >>> image_scores(MeanDetector(), X, [0, 0, 1, 1])
+    {'image_auroc': 1.0, 'image_average_precision': 1.0}
+    """
+    return _score(estimator, X, y, metrics=("image_auroc", "image_average_precision"))
+
+
+def make_detection_scorer(
+    metric: str | Sequence[str] = ("dice", "auprc", "image_auroc"),
+    *,
+    average: str = "per_image",
+    empty_score: float = 1.0,
+) -> Callable:
+    """Build a ``scoring=`` callable for any pixel and image metrics from one detector pass.
+
+    Parameters
+    ----------
+    metric : str or sequence of str, default=("dice", "auprc", "image_auroc")
+        Among ``"dice"``, ``"auprc"`` (need pixel masks as ``y``), ``"image_auroc"`` and
+        ``"image_average_precision"`` (labels or masks). One name gives a scorer returning
+        a float; a sequence gives one returning a dict.
+    average : {"per_image", "pooled"}, default="per_image"
+        How images are combined by the pixel metrics (see :func:`dice_score`).
+    empty_score : float, default=1.0
+        Dice of an image whose ground truth and prediction are both empty.
+
+    Returns
+    -------
+    scorer : callable ``(estimator, X, y)``
+        Picklable, so it works with ``n_jobs > 1``.
+
+    Examples
+    --------
+    >>> scorer = make_detection_scorer(("auprc", "image_auroc"))
+    >>> callable(scorer)
+    True
+    """
+    names = (metric,) if isinstance(metric, str) else tuple(metric)
+    unknown = [name for name in names if name not in _METRICS]
+    if unknown or not names:
+        raise ValueError(
+            f"metric must be one of {sorted(_METRICS)} or a sequence of them, got {metric!r}."
+        )
+    _check_average(average, ("per_image", "pooled"))
+    return partial(_score, metrics=metric if isinstance(metric, str) else names,
+                   average=average, empty_score=empty_score)
 
 
 def make_pixel_scorer(
@@ -443,16 +721,9 @@ def make_pixel_scorer(
     True
     """
     names = (metric,) if isinstance(metric, str) else tuple(metric)
-    unknown = [name for name in names if name not in _PIXEL_METRICS]
-    if unknown or not names:
+    if not names or any(name not in _PIXEL_METRICS for name in names):
         raise ValueError(
             f"metric must be one of {sorted(_PIXEL_METRICS)} or a sequence of them, got "
             f"{metric!r}."
         )
-    _check_average(average, ("per_image", "pooled"))
-    return partial(
-        _score_pixels,
-        metrics=metric if isinstance(metric, str) else names,
-        average=average,
-        empty_score=empty_score,
-    )
+    return make_detection_scorer(metric, average=average, empty_score=empty_score)

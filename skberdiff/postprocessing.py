@@ -10,18 +10,31 @@ The paper and its reference evaluation code post-process differently; both recip
   [0, 1], threshold 0.5, then 8-connected components of at most 15 pixels (measured with their
   holes filled) are dropped (:func:`reference_anomaly_scores`, :func:`reference_postprocess`).
 
+Each recipe is defined once, as a :class:`PostprocessingRecipe` in :data:`RECIPES` (map
+function, median size, smallest kept component, threshold rule); the estimator, the
+benchmarks and the examples all go through it.
+
 Every function works on a batch and never mixes images: maps are ``(n, h, w)`` and images
 ``(n, c, h, w)``. Pixel thresholds for new data are calibrated on healthy maps with
 :func:`calibrate_pixel_threshold`, restricted to the brain with :func:`foreground_region`.
 """
 
-import numbers
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import ndimage
 
-from ._validation import check_images, check_masks, check_probability
+from ._validation import (
+    check_choice,
+    check_images,
+    check_int,
+    check_maps,
+    check_masks,
+    check_probability,
+    check_real,
+    check_same_shape,
+)
 
 __all__ = [
     "squared_error_map",
@@ -34,50 +47,14 @@ __all__ = [
     "reference_postprocess",
     "foreground_region",
     "calibrate_pixel_threshold",
-    "select_dice_threshold",
+    "PostprocessingRecipe",
+    "RECIPES",
+    "get_recipe",
 ]
 
 # With an 8-connected background (how scikit-image fills holes), a hole is enclosed only by a
 # 4-connected ring, and the smallest such ring has 8 pixels: smaller components have no holes.
 _SMALLEST_RING = 8
-
-
-def _check_maps(maps, name="maps"):
-    """Validate a batch of 2-D maps and return it as a float32 ``(n, h, w)`` array."""
-    if not hasattr(maps, "ndim"):
-        maps = np.asarray(maps)
-    shape = tuple(maps.shape)
-    if maps.ndim == 3:
-        maps = maps[:, None]
-    elif not (maps.ndim == 4 and shape[1] == 1):
-        raise ValueError(f"{name} must be maps of shape (n, h, w), got shape {shape}.")
-    # The image checks (dtype, emptiness, finiteness) apply unchanged to one-channel images.
-    return check_images(maps, name=name)[:, 0]
-
-
-def _check_same_shape(a, b, name_a, name_b):
-    if a.shape != b.shape:
-        raise ValueError(
-            f"{name_a} has shape {a.shape} but {name_b} has shape {b.shape}; they must match."
-        )
-
-
-def _check_size(value, name, *, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}: {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
-
-
-def _check_threshold(threshold):
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-        raise TypeError(
-            f"threshold must be a real number, got {type(threshold).__name__}: {threshold!r}."
-        )
-    if not np.isfinite(threshold):
-        raise ValueError(f"threshold must be finite, got {threshold}.")
-    return float(threshold)
 
 
 def _spatial_median(arr, size):
@@ -119,10 +96,10 @@ def squared_error_map(
     """
     x = check_images(x, name="x")
     x_hat = check_images(x_hat, name="x_hat")
-    _check_same_shape(x, x_hat, "x", "x_hat")
+    check_same_shape(x, x_hat, "x", "x_hat")
     error = np.square(x - x_hat)
     if per_channel_median is not None:
-        size = _check_size(per_channel_median, "per_channel_median", minimum=1)
+        size = check_int(per_channel_median, "per_channel_median", low=1)
         error = _spatial_median(error, size)
     return error.sum(axis=1, dtype=np.float32)
 
@@ -150,8 +127,8 @@ def median_filter_maps(maps: ArrayLike, size: int = 5) -> np.ndarray:
     >>> float(median_filter_maps(maps, size=3).max())
     0.0
     """
-    maps = _check_maps(maps)
-    size = _check_size(size, "size", minimum=1)
+    maps = check_maps(maps)
+    size = check_int(size, "size", low=1)
     return _spatial_median(maps, size)
 
 
@@ -203,9 +180,8 @@ def remove_small_components(
     0
     """
     masks = check_masks(masks, name="masks")
-    min_size = _check_size(min_size, "min_size", minimum=0)
-    if connectivity not in (4, 8):
-        raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}.")
+    min_size = check_int(min_size, "min_size", low=0)
+    check_choice(connectivity, "connectivity", (4, 8))
 
     # Label the whole batch at once with a structure that is empty off the image's own plane.
     structure = np.zeros((3, 3, 3), dtype=bool)
@@ -253,7 +229,7 @@ def percentile_clip(maps: ArrayLike, low: float = 1.0, high: float = 99.0) -> np
     >>> float(clipped.min()), float(clipped.max())
     (10.0, 90.0)
     """
-    maps = _check_maps(maps)
+    maps = check_maps(maps)
     low = check_probability(low, "low", low=0.0, high=100.0)
     high = check_probability(high, "high", low=0.0, high=100.0)
     if low > high:
@@ -283,7 +259,7 @@ def minmax_normalize(maps: ArrayLike) -> np.ndarray:
     <BLANKLINE>
            [[0., 0.]]], dtype=float32)
     """
-    maps = _check_maps(maps)
+    maps = check_maps(maps)
     low = maps.min(axis=(1, 2), keepdims=True)
     span = maps.max(axis=(1, 2), keepdims=True) - low
     normalized = np.zeros_like(maps)
@@ -333,8 +309,8 @@ def paper_postprocess(
     >>> int(masks.sum()), float(scores[0, 9, 9])
     (12, 0.0)
     """
-    threshold = _check_threshold(threshold)
-    scores = _check_maps(maps) if median_size is None else median_filter_maps(maps, median_size)
+    threshold = check_real(threshold, "threshold")
+    scores = check_maps(maps) if median_size is None else median_filter_maps(maps, median_size)
     masks = remove_small_components(scores > threshold, min_size, connectivity=8)
     return (masks, scores) if return_scores else masks
 
@@ -421,8 +397,8 @@ def reference_postprocess(
     >>> int(reference_postprocess(scores).sum())
     28
     """
-    threshold = _check_threshold(threshold)
-    scores = _check_maps(scores, name="scores")
+    threshold = check_real(threshold, "threshold")
+    scores = check_maps(scores, name="scores")
     return remove_small_components(
         scores > threshold, min_size, connectivity=8, inclusive=True, fill_holes=True
     )
@@ -452,8 +428,7 @@ def foreground_region(x: ArrayLike, *, eps: float = 0.0) -> np.ndarray:
            [False, False]])
     """
     x = check_images(x, name="x")
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
-        raise ValueError(f"eps must be a non-negative real number, got {eps!r}.")
+    check_real(eps, "eps", low=0.0)
     return (np.abs(x) > eps).any(axis=1)
 
 
@@ -494,58 +469,164 @@ def calibrate_pixel_threshold(
     >>> calibrate_pixel_threshold(maps, 0.5, region=region)
     10.5
     """
-    maps = _check_maps(maps)
+    maps = check_maps(maps)
     quantile = check_probability(quantile, "quantile")
     if region is not None:
         region = check_masks(region, name="region")
-        _check_same_shape(maps, region, "maps", "region")
+        check_same_shape(maps, region, "maps", "region")
         maps = maps[region]
         if maps.size == 0:
             raise ValueError("region selects no pixel; cannot compute a threshold.")
     return float(np.quantile(maps, quantile))
 
 
-def select_dice_threshold(maps, y_true, region=None, *, min_size=10,
-                          quantiles=np.linspace(0.5, 0.9995, 64)):
-    """Pixel threshold with the best mean per-image Dice on held-out lesion slices.
-
-    Candidates are quantiles of the map values inside ``region`` (the brain); each is
-    applied as the paper's segmentation (threshold, then components under ``min_size``
-    pixels removed) to the given maps, which must already be median-filtered.
+@dataclass(frozen=True)
+class PostprocessingRecipe:
+    """One way to turn reconstructions into maps and maps into segmentations.
 
     Parameters
     ----------
-    maps : ndarray of shape (n, h, w)
-        Post-processed anomaly maps of validation slices.
-    y_true : ndarray of shape (n, h, w)
-        Their ground-truth masks.
-    region : ndarray of bool, shape (n, h, w), default=None
-        Pixels whose values define the candidates; None uses all.
-    min_size : int, default=10
-        Smallest connected component kept.
-    quantiles : array-like of float, default=np.linspace(0.5, 0.9995, 64)
-        Candidate quantiles.
-
-    Returns
-    -------
-    threshold : float
-    dice : float
-        Mean per-image Dice of that threshold on the given slices.
+    name : {"paper", "reference"}
+        ``"paper"``: ``a = sum_c (x - x_hat)^2``, median filter, threshold, components under
+        ``min_component_size`` pixels removed; the threshold is calibrated on healthy maps.
+        ``"reference"``: the public evaluation code's per-channel median, 1-99 percentile
+        clip and per-image min-max (:func:`reference_anomaly_scores`), threshold 0.5,
+        components of at most ``min_component_size`` pixels (holes filled) removed.
+    median_size : int
+        Median filter window.
+    min_component_size : int
+        Component-size limit of the segmentation.
+    fixed_threshold : float or None
+        Threshold that needs no calibration (0.5 on the reference recipe's per-image
+        normalised scores), or ``None`` when it is calibrated on healthy maps.
 
     Examples
     --------
     >>> import numpy as np
-    >>> y = np.zeros((2, 16, 16), bool)
-    >>> y[:, 4:10, 4:10] = True
-    >>> select_dice_threshold(np.where(y, 2.0, 0.0), y)
-    (0.0, 1.0)
+    >>> recipe = RECIPES["paper"]
+    >>> x = np.zeros((1, 1, 16, 16)); x_hat = x.copy(); x_hat[..., 4:10, 4:10] = 1.0
+    >>> maps = recipe.anomaly_map(x, x_hat)
+    >>> int(recipe.segment(maps, 0.5).sum())  # the 5x5 median trims the square's corners
+    24
     """
-    from .metrics import dice_score  # metrics imports this module: import at call time
 
-    values = maps[region] if region is not None else maps.ravel()
-    candidates = np.unique(np.quantile(values, np.asarray(quantiles)))
-    scores = [dice_score(y_true, paper_postprocess(maps, float(t), median_size=None,
-                                                   min_size=min_size))
-              for t in candidates]
-    best = int(np.argmax(scores))
-    return float(candidates[best]), float(scores[best])
+    name: str
+    median_size: int
+    min_component_size: int
+    fixed_threshold: float | None
+
+    def anomaly_map(self, x: ArrayLike, x_hat: ArrayLike) -> np.ndarray:
+        """Pixel anomaly maps of reconstructions, shape (n, h, w), higher = more anomalous.
+
+        Parameters
+        ----------
+        x, x_hat : array-like of shape (n, c, h, w)
+            Inputs and their pseudo-healthy reconstructions.
+
+        Returns
+        -------
+        maps : ndarray of shape (n, h, w), float32
+        """
+        if self.name == "paper":
+            return median_filter_maps(squared_error_map(x, x_hat), self.median_size)
+        return reference_anomaly_scores(x, x_hat, median_size=self.median_size)
+
+    def filter_map(self, maps: ArrayLike) -> np.ndarray:
+        """Apply this recipe's smoothing to maps that come without a reconstruction.
+
+        Parameters
+        ----------
+        maps : array-like of shape (n, h, w)
+            Raw pixel scores (e.g. an intensity baseline).
+
+        Returns
+        -------
+        maps : ndarray of shape (n, h, w), float32
+        """
+        filtered = median_filter_maps(maps, self.median_size)
+        if self.name == "paper":
+            return filtered
+        return minmax_normalize(percentile_clip(filtered))
+
+    def segment(self, maps: ArrayLike, threshold: float) -> np.ndarray:
+        """Segmentation of this recipe's maps at ``threshold``.
+
+        Parameters
+        ----------
+        maps : array-like of shape (n, h, w)
+            Maps from :meth:`anomaly_map` (already smoothed).
+        threshold : float
+            Pixels strictly above it are anomalous.
+
+        Returns
+        -------
+        masks : ndarray of bool, shape (n, h, w)
+        """
+        if self.name == "paper":
+            return paper_postprocess(maps, threshold, median_size=None,
+                                     min_size=self.min_component_size)
+        return reference_postprocess(maps, threshold, self.min_component_size)
+
+    def calibrate_threshold(self, maps: ArrayLike, quantile: float,
+                            region: ArrayLike | None = None) -> float:
+        """The recipe's threshold: fixed, or a quantile of healthy maps in ``region``.
+
+        Parameters
+        ----------
+        maps : array-like of shape (n, h, w)
+            Maps of healthy images (ignored by a fixed-threshold recipe).
+        quantile : float
+            Fraction of healthy pixels that must stay below the threshold.
+        region : array-like of bool, shape (n, h, w), default=None
+            Pixels that count (the brain).
+
+        Returns
+        -------
+        threshold : float
+        """
+        if self.fixed_threshold is not None:
+            return float(self.fixed_threshold)
+        return calibrate_pixel_threshold(maps, quantile, region=region)
+
+
+#: The two post-processing recipes, defined once.
+RECIPES = {
+    "paper": PostprocessingRecipe("paper", median_size=5, min_component_size=10,
+                                  fixed_threshold=None),
+    "reference": PostprocessingRecipe("reference", median_size=5, min_component_size=15,
+                                      fixed_threshold=0.5),
+}
+
+
+def get_recipe(name: str = "paper", *, median_size: int | None = None,
+               min_component_size: int | None = None) -> PostprocessingRecipe:
+    """A recipe of :data:`RECIPES`, with optional overrides of its sizes.
+
+    Parameters
+    ----------
+    name : {"paper", "reference"}, default="paper"
+        Recipe name.
+    median_size : int, default=None
+        Median window (``None`` keeps the recipe's, 5).
+    min_component_size : int, default=None
+        Component-size limit (``None`` keeps the recipe's: 10 for ``"paper"``, 15 for
+        ``"reference"``).
+
+    Returns
+    -------
+    recipe : PostprocessingRecipe
+
+    Examples
+    --------
+    >>> get_recipe("reference").min_component_size
+    15
+    """
+    check_choice(name, "postprocessing", tuple(RECIPES))
+    recipe = RECIPES[name]
+    changes = {}
+    if median_size is not None:
+        changes["median_size"] = check_int(median_size, "median_size", low=1)
+    if min_component_size is not None:
+        changes["min_component_size"] = check_int(min_component_size, "min_component_size",
+                                                  low=0)
+    return replace(recipe, **changes) if changes else recipe

@@ -1,17 +1,42 @@
-"""Sample-wise transformers that can sit before the detector in a :class:`~sklearn.pipeline.Pipeline`.
+"""Sample-wise image transformers to put before the detector in a scikit-learn Pipeline.
 
-Both are stateless per image (nothing is learnt across samples), so they behave the same in
-training and at inference and never leak information between cross-validation folds.
+:class:`IntensityScaler` and :class:`PadCrop` go before the detector in a
+:class:`~sklearn.pipeline.Pipeline`. Both are stateless per image (nothing is learnt across
+samples), so they behave the same in training and at inference and never leak information
+between cross-validation folds. :func:`pad_or_crop` is the crop/pad routine behind
+:class:`PadCrop`, also used by :mod:`skberdiff.io`.
 Volume-to-slice extraction changes the number of samples and lives in :mod:`skberdiff.io`.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_images
+from ._validation import check_choice, check_images, check_int, check_range_pair
+
+if TYPE_CHECKING:
+    from sklearn.utils import Tags
 
 __all__ = ["IntensityScaler", "PadCrop", "pad_or_crop"]
+
+
+def _check_flag(value, name: str) -> bool:
+    """``value`` as a bool; numpy booleans are accepted, strings and other objects are not."""
+    return bool(check_choice(bool(value) if isinstance(value, np.bool_) else value, name,
+                             (True, False)))
+
+
+def _check_size(size, name: str = "size") -> tuple[int, int]:
+    """``size`` as a pair ``(h, w)`` of positive ints; errors name ``name``."""
+    if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
+        raise ValueError(f"{name} must be (h, w) of positive ints, got {size!r}.")
+    return tuple(check_int(s, f"{name}[{i}]", low=1) for i, s in enumerate(size))
 
 
 class IntensityScaler(TransformerMixin, BaseEstimator):
@@ -42,12 +67,13 @@ class IntensityScaler(TransformerMixin, BaseEstimator):
     [[0.0, 0.0], [0.5, 1.0]]
     """
 
-    def __init__(self, *, percentiles=(0.0, 100.0), per_channel=True, ignore_zeros=True):
+    def __init__(self, *, percentiles: tuple[float, float] = (0.0, 100.0),
+                 per_channel: bool = True, ignore_zeros: bool = True) -> None:
         self.percentiles = percentiles
         self.per_channel = per_channel
         self.ignore_zeros = ignore_zeros
 
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: object = None) -> IntensityScaler:
         """Validate the images; nothing is learnt (scaling is per image).
 
         Parameters
@@ -61,18 +87,21 @@ class IntensityScaler(TransformerMixin, BaseEstimator):
         self : IntensityScaler
         """
         X = check_images(X)
-        self._check_percentiles()
+        self._check_params()
         self.n_features_in_ = int(np.prod(X.shape[1:]))
         return self
 
-    def _check_percentiles(self):
-        low, high = (float(p) for p in self.percentiles)
-        if not 0.0 <= low < high <= 100.0:
+    def _check_params(self) -> tuple[float, float, bool, bool]:
+        """Validated ``(low, high, per_channel, ignore_zeros)``."""
+        low, high = check_range_pair(self.percentiles, "percentiles", 0.0, 100.0)
+        if low == high:
             raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got "
                              f"{self.percentiles!r}.")
-        return low, high
+        per_channel = _check_flag(self.per_channel, "per_channel")
+        ignore_zeros = _check_flag(self.ignore_zeros, "ignore_zeros")
+        return low, high, per_channel, ignore_zeros
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Scale every image (and channel) to [0, 1].
 
         Parameters
@@ -86,10 +115,10 @@ class IntensityScaler(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = check_images(X)
-        low, high = self._check_percentiles()
-        groups = X if self.per_channel else X.reshape(X.shape[0], 1, -1)
+        low, high, per_channel, ignore_zeros = self._check_params()
+        groups = X if per_channel else X.reshape(X.shape[0], 1, -1)
         flat = groups.reshape(groups.shape[0], groups.shape[1], -1).astype(np.float64)
-        if self.ignore_zeros:
+        if ignore_zeros:
             values = np.where(flat != 0, flat, np.nan)
             empty = np.isnan(values).all(axis=2, keepdims=True)
             values = np.where(empty, 0.0, values)  # an all-zero channel stays zero
@@ -100,37 +129,65 @@ class IntensityScaler(TransformerMixin, BaseEstimator):
             hi = np.percentile(flat, high, axis=2, keepdims=True)
         span = np.where(hi > lo, hi - lo, 1.0)
         scaled = np.clip((flat - lo) / span, 0.0, 1.0)
-        if self.ignore_zeros:
+        if ignore_zeros:
             scaled = np.where(flat != 0, scaled, 0.0)
         return scaled.reshape(X.shape).astype(np.float32)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.requires_fit = False
         return tags
 
 
-def pad_or_crop(X, size):
-    """Zero-pad or centre-crop images to ``size``.
+def pad_or_crop(X: ArrayLike, size: Sequence[int]) -> np.ndarray:
+    """Zero-pad or centre-crop the last two axes of an array to ``size``.
+
+    Each spatial axis is handled on its own: a longer axis keeps its centred window of
+    ``size`` pixels (starting at ``(current - target) // 2``), a shorter one gets
+    ``(target - current) // 2`` zeros before and the rest (one more for an odd difference)
+    after. This is the one crop/pad routine of the package: :class:`PadCrop` and
+    :func:`skberdiff.io.load_brats_case` both use it.
 
     Parameters
     ----------
-    X : ndarray of shape (n, ..., h, w)
-        Images or maps (the last two axes are spatial).
-    size : tuple of int (h, w)
-        Target size.
+    X : array-like of shape (..., h, w)
+        Images, maps or masks with at least two dimensions; the last two axes are spatial
+        and any leading axes (batch, channels) are kept. The dtype is kept too (bool masks
+        are padded with ``False``).
+    size : sequence of two int (h, w)
+        Target spatial size; both must be positive integers.
 
     Returns
     -------
-    out : ndarray of shape (n, ..., size[0], size[1])
+    out : ndarray of shape (..., size[0], size[1])
+        A new array when anything was cropped or padded; ``X`` (as an ndarray) itself when
+        it already has the target size.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` has fewer than two dimensions or ``size`` is not a pair of positive ints.
+    TypeError
+        If an entry of ``size`` is not an integer.
+
+    See Also
+    --------
+    PadCrop : The same operation as a transformer, with an inverse.
 
     Examples
     --------
     >>> import numpy as np
     >>> pad_or_crop(np.ones((1, 1, 2, 4)), (4, 2))[0, 0].tolist()
     [[0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [0.0, 0.0]]
+    >>> pad_or_crop(np.arange(5), (1, 3))
+    Traceback (most recent call last):
+    ...
+    ValueError: X must have at least two (spatial) dimensions, got shape (5,).
     """
+    size = _check_size(size)
     X = np.asarray(X)
+    if X.ndim < 2:
+        raise ValueError(f"X must have at least two (spatial) dimensions, got shape {X.shape}.")
     out = X
     for axis, target in zip((-2, -1), size):
         current = out.shape[axis]
@@ -175,11 +232,12 @@ class PadCrop(TransformerMixin, BaseEstimator):
     (2, 240, 236)
     """
 
-    def __init__(self, *, size=(256, 256), multiple_of=8):
+    def __init__(self, *, size: Sequence[int] | None = (256, 256),
+                 multiple_of: int = 8) -> None:
         self.size = size
         self.multiple_of = multiple_of
 
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: object = None) -> PadCrop:
         """Record the input size and compute the output size.
 
         Parameters
@@ -195,20 +253,15 @@ class PadCrop(TransformerMixin, BaseEstimator):
         X = check_images(X)
         h, w = X.shape[2:]
         if self.size is None:
-            m = int(self.multiple_of)
-            if m < 1:
-                raise ValueError(f"multiple_of must be a positive integer, got {self.multiple_of}.")
+            m = check_int(self.multiple_of, "multiple_of", low=1)
             self.output_shape_ = (-(-h // m) * m, -(-w // m) * m)
         else:
-            size = tuple(int(s) for s in self.size)
-            if len(size) != 2 or min(size) < 1:
-                raise ValueError(f"size must be (h, w) of positive ints, got {self.size!r}.")
-            self.output_shape_ = size
+            self.output_shape_ = _check_size(self.size)
         self.input_shape_ = (h, w)
         self.n_features_in_ = int(np.prod(X.shape[1:]))
         return self
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Pad or crop images to ``output_shape_``.
 
         Parameters
@@ -225,7 +278,7 @@ class PadCrop(TransformerMixin, BaseEstimator):
         X = check_images(X, spatial_shape=self.input_shape_)
         return pad_or_crop(X, self.output_shape_)
 
-    def inverse_transform(self, X):
+    def inverse_transform(self, X: ArrayLike) -> np.ndarray:
         """Bring images ``(n, c, H, W)`` or maps ``(n, H, W)`` back to the input size.
 
         Parameters
@@ -239,7 +292,7 @@ class PadCrop(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = np.asarray(X)
-        if tuple(X.shape[-2:]) != tuple(self.output_shape_):
-            raise ValueError(f"Expected images of size {self.output_shape_}, got "
-                             f"{tuple(X.shape[-2:])}.")
+        if X.ndim < 2 or tuple(X.shape[-2:]) != tuple(self.output_shape_):
+            raise ValueError(f"X has images of size {tuple(X.shape[-2:])} but inverse_transform "
+                             f"expects the transformed size {self.output_shape_}.")
         return pad_or_crop(X, self.input_shape_)

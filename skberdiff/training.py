@@ -17,6 +17,9 @@ synchronise with the GPU.
 """
 
 import copy
+import hashlib
+import io
+import math
 import os
 import signal
 import threading
@@ -28,8 +31,9 @@ from torch import nn
 
 from ._device import autocast, check_precision, resolve_device
 from ._progress import progress
-from ._validation import check_images
+from ._validation import check_images, check_int
 from .diffusion import BernoulliSchedule, diffusion_loss, make_schedule, training_example
+from .exceptions import CorruptCheckpointError, TrainingDivergedError
 from .losses import (
     adaptive_adversarial_weight,
     binarization_penalty,
@@ -39,6 +43,7 @@ from .losses import (
 )
 
 __all__ = [
+    "read_checkpoint",
     "TrainingResult",
     "ExponentialMovingAverage",
     "train_autoencoder",
@@ -46,7 +51,9 @@ __all__ = [
     "encode_dataset",
 ]
 
-_CHECKPOINT_FORMAT = 1
+_CHECKPOINT_FORMAT = 2
+# A checkpoint file is this magic, the SHA-256 of the payload, then a weights-only torch zip.
+_CHECKPOINT_MAGIC = b"SKBDCKPT"
 
 
 @dataclass
@@ -179,10 +186,70 @@ class _GracefulInterrupt:
         return False
 
 
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
+def read_checkpoint(path):
+    """Read a training checkpoint, verifying its checksum; never unpickles code.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Checkpoint written by a training loop.
+
+    Returns
+    -------
+    state : dict
+        The loop state (weights, optimisers, RNG states, history).
+
+    Raises
+    ------
+    CorruptCheckpointError
+        If the file is truncated, fails its checksum or cannot be read; the message names
+        the file and says to delete it.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from skberdiff.nn import build_autoencoder
+    >>> path = os.path.join(tempfile.mkdtemp(), "ae.pt")
+    >>> _ = train_autoencoder(build_autoencoder("tiny", 1, seed=0), torch.rand(4, 1, 16, 16),
+    ...                       n_iterations=2, batch_size=2, device="cpu", verbose=0,
+    ...                       checkpoint_path=path)
+    >>> read_checkpoint(path)["step"]
+    2
+    >>> with open(path, "r+b") as fh:
+    ...     _ = fh.seek(-1, 2); _ = fh.write(b"?")  # one corrupted byte
+    >>> read_checkpoint(path)
+    Traceback (most recent call last):
+    ...
+    skberdiff.exceptions.CorruptCheckpointError: Checkpoint ... failed its SHA-256 checksum...
+    """
+    path = os.fspath(path)
+    advice = (" Delete it to restart training from step 0 (or point checkpoint_dir "
+              "elsewhere).")
+    try:
+        with open(path, "rb") as fh:
+            blob = fh.read()
+    except OSError as exc:
+        raise CorruptCheckpointError(f"Checkpoint {path} cannot be read: {exc}.") from exc
+    head = len(_CHECKPOINT_MAGIC) + 32
+    if len(blob) < head or not blob.startswith(_CHECKPOINT_MAGIC):
+        raise CorruptCheckpointError(
+            f"{path} is not a skberdiff training checkpoint (or is truncated).{advice}")
+    payload = blob[head:]
+    if hashlib.sha256(payload).digest() != blob[len(_CHECKPOINT_MAGIC):head]:
+        raise CorruptCheckpointError(
+            f"Checkpoint {path} failed its SHA-256 checksum: it is corrupted or truncated."
+            f"{advice}")
+    try:
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - report any reader failure the same way
+        raise CorruptCheckpointError(
+            f"Checkpoint {path} could not be read ({type(exc).__name__}).{advice}") from None
+
+
+def _generator_seeds(seed, n):
+    """``n`` independent 63-bit seeds for torch generators, one stream per purpose."""
+    children = np.random.SeedSequence(int(seed)).spawn(n)
+    return [int(c.generate_state(1, np.uint64)[0] >> np.uint64(1)) for c in children]
 
 
 class _TrainingLoop:
@@ -193,11 +260,12 @@ class _TrainingLoop:
     """
 
     def __init__(self, *, n_samples, n_iterations, batch_size, seed, device, desc, verbose,
-                 checkpoint_path, checkpoint_every, log_every, callback, fingerprint):
+                 checkpoint_path, checkpoint_every, log_every, callback, fingerprint,
+                 learning_rate=None):
         self.rank, self.world = _distributed()
         self.n_samples = int(n_samples)
-        self.n_iterations = _check_positive_int(n_iterations, "n_iterations")
-        self.batch_size = _check_positive_int(batch_size, "batch_size")
+        self.n_iterations = check_int(n_iterations, "n_iterations", low=1)
+        self.batch_size = check_int(batch_size, "batch_size", low=1)
         if self.batch_size % self.world:
             raise ValueError(
                 f"batch_size={batch_size} (the global batch) must be divisible by the number "
@@ -209,12 +277,17 @@ class _TrainingLoop:
         self.verbose = verbose
         self.checkpoint_path = None if checkpoint_path is None else os.fspath(checkpoint_path)
         self.checkpoint_every = checkpoint_every
-        self.log_every = _check_positive_int(log_every, "log_every")
+        self.log_every = check_int(log_every, "log_every", low=1)
+        if checkpoint_every is not None:
+            check_int(checkpoint_every, "checkpoint_every", low=1)
         self.callback = callback
         self.fingerprint = fingerprint
-        seed = int(seed) & 0x7FFFFFFF
-        self.index_generator = torch.Generator().manual_seed(seed)
-        self.noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
+        self.learning_rate = learning_rate
+        self.validate = None  # optional (every, fn() -> float tensor) added to history
+        # Batch order and noise come from two independent streams of one seed.
+        index_seed, noise_seed = _generator_seeds(check_int(seed, "seed", low=0), 2)
+        self.index_generator = torch.Generator().manual_seed(index_seed)
+        self.noise_generator = torch.Generator(device=device).manual_seed(noise_seed)
         self.permutation = torch.empty(0, dtype=torch.int64)
         self.position = 0
         self.step = 0
@@ -270,16 +343,30 @@ class _TrainingLoop:
             return
         directory = os.path.dirname(os.path.abspath(self.checkpoint_path))
         os.makedirs(directory, exist_ok=True)
-        tmp = self.checkpoint_path + ".tmp"
-        torch.save(self._state(), tmp)
-        os.replace(tmp, self.checkpoint_path)  # atomic: never a half-written checkpoint
+        buffer = io.BytesIO()
+        torch.save(self._state(), buffer)
+        payload = buffer.getvalue()
+        tmp = f"{self.checkpoint_path}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(_CHECKPOINT_MAGIC + hashlib.sha256(payload).digest() + payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.checkpoint_path)  # atomic: never a half-written checkpoint
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
 
     def maybe_resume(self):
         if self.checkpoint_path is None or not os.path.exists(self.checkpoint_path):
             return False
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
-        if state.get("format") != _CHECKPOINT_FORMAT:
-            raise ValueError(f"{self.checkpoint_path} is not a skberdiff training checkpoint.")
+        state = read_checkpoint(self.checkpoint_path)
+        if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
+            raise CorruptCheckpointError(
+                f"{self.checkpoint_path} is not a training checkpoint of this skberdiff "
+                "version; delete it (training restarts from step 0) or use another "
+                "checkpoint_dir.")
         if state["fingerprint"] != self.fingerprint:
             raise ValueError(
                 f"The checkpoint {self.checkpoint_path} was written by a different training "
@@ -302,11 +389,22 @@ class _TrainingLoop:
         pending = self.pending
         if not pending:
             return
-        names = pending[0].keys()
+        names = list(dict.fromkeys(k for p in pending for k in p))
         # One host transfer for all pending losses.
-        stacked = torch.stack([torch.stack([p[k].float() for k in names]) for p in pending])
-        means = stacked.mean(0).tolist()
+        means = [torch.stack([p[k].float() for p in pending if k in p]).mean() for k in names]
+        if self.validate is not None and self.step % self.validate[0] == 0:
+            names.append("validation_loss")
+            means.append(self.validate[1]())
+        means = torch.stack(means).tolist()
         entry = {"step": self.step, **{k: float(v) for k, v in zip(names, means)}}
+        if not all(math.isfinite(v) for v in means):
+            bad = [k for k, v in zip(names, means) if not math.isfinite(v)]
+            lr = "" if self.learning_rate is None else f" (now {self.learning_rate:g})"
+            raise TrainingDivergedError(
+                f"{self.desc} training diverged between steps {self.step - len(pending) + 1} "
+                f"and {self.step}: {', '.join(bad)} became NaN or infinite. Lower the "
+                f"{self.desc} learning rate{lr}, use precision='fp32', or check the images "
+                "(scaled to [0, 1], no NaN).")
         self.history.append(entry)
         bar.set_postfix({k: f"{v:.4g}" for k, v in entry.items() if k != "step"}, refresh=False)
         pending.clear()
@@ -538,6 +636,7 @@ def train_autoencoder(
         fingerprint={"kind": "autoencoder", "config": repr(autoencoder.config),
                      "batch_size": int(batch_size), "n_samples": int(data.shape[0]),
                      "adversarial": bool(adversarial)},
+        learning_rate=learning_rate,
     )
     data = _maybe_to_device(data, device)
     autoencoder.to(device).train()
@@ -632,7 +731,6 @@ def train_diffusion(
     latent_probabilities,
     *,
     schedule: BernoulliSchedule | None = None,
-    forward: str = "paper",
     n_iterations: int = 1000,
     batch_size: int = 32,
     learning_rate: float = 1e-4,
@@ -646,6 +744,8 @@ def train_diffusion(
     checkpoint_every: int | None = None,
     log_every: int = 10,
     callback=None,
+    validation_probabilities=None,
+    validate_every: int | None = None,
 ) -> TrainingResult:
     """Train the eps-UNet on binary latents of healthy images.
 
@@ -660,12 +760,19 @@ def train_diffusion(
     latent_probabilities : torch.Tensor of shape (n, C, h, w)
         ``sigmoid(E(x))`` of the training images (see :func:`encode_dataset`).
     schedule : BernoulliSchedule, optional
-        Defaults to the linear schedule with T = 1000.
-    forward : {"paper", "reference"}, default="paper"
-        Forward process (see :func:`skberdiff.diffusion.forward_probability`).
+        Noise schedule and forward process (``schedule.forward_process``); defaults to the
+        linear schedule with T = 1000 and the paper's symmetric forward process.
     n_iterations, batch_size, learning_rate, ema_rate, max_grad_norm, device, precision,
     seed, verbose, checkpoint_path, checkpoint_every, log_every, callback
         As in :func:`train_autoencoder` (EMA default 0.999 as the reference).
+    validation_probabilities : torch.Tensor of shape (m, C, h, w), optional
+        Encoder probabilities of held-out healthy images. Every ``validate_every`` steps
+        the diffusion loss of the inference weights (EMA) on them is added to the history
+        as ``"validation_loss"``, always on the same draws of codes, times and noise, so
+        the curve shows when training plateaus.
+    validate_every : int, optional
+        Steps between validation losses; a multiple of ``log_every``. Default: about 20
+        points over the run.
 
     Returns
     -------
@@ -699,21 +806,31 @@ def train_diffusion(
         checkpoint_every=checkpoint_every, log_every=log_every, callback=callback,
         fingerprint={"kind": "diffusion", "config": repr(unet.config),
                      "batch_size": int(batch_size), "n_samples": int(data.shape[0]),
-                     "forward": forward, "T": schedule.n_timesteps},
+                     "forward_process": schedule.forward_process,
+                     "T": schedule.n_timesteps},
+        learning_rate=learning_rate,
     )
     data = _maybe_to_device(data, device)
     unet.to(device).train()
     model = _wrap_ddp(unet, device, loop.world)
     updater = _Updater(unet, loop, name="model", learning_rate=learning_rate,
                        precision=precision, ema_rate=ema_rate, max_grad_norm=max_grad_norm)
+    if validation_probabilities is not None:
+        if validate_every is None:
+            validate_every = max(1, int(n_iterations) // (20 * loop.log_every)) * loop.log_every
+        validate_every = check_int(validate_every, "validate_every", low=1)
+        if validate_every % loop.log_every:
+            raise ValueError(f"validate_every={validate_every} must be a multiple of "
+                             f"log_every={loop.log_every}.")
+        loop.validate = (validate_every, _validation_loss_fn(
+            updater, unet, validation_probabilities, schedule, batch_size, device, precision))
 
     def step_fn(indices):
         p = _fetch(data, indices, device)
         z0 = (loop.rand(*p.shape) < p).float()
         t = loop.randint(1, schedule.n_timesteps + 1, (p.shape[0],))
         # Forward noise for the whole global batch, so every process sees the same draws.
-        z_t, target, model_t = training_example(z0, schedule, rng=loop.noise_generator,
-                                                variant=forward, t=t)
+        z_t, target, model_t = training_example(z0, schedule, rng=loop.noise_generator, t=t)
         z_t, target, model_t = loop.shard(z_t), loop.shard(target), loop.shard(model_t)
         with autocast(device, precision):
             logits = model(z_t, model_t)
@@ -723,3 +840,35 @@ def train_diffusion(
 
     loop.run(step_fn)
     return updater.result()
+
+
+def _validation_loss_fn(updater, unet, probabilities, schedule, batch_size, device, precision,
+                        n_points=256, seed=0):
+    """A function giving the diffusion loss of the inference weights on fixed held-out draws.
+
+    Codes, times (stratified over 1..T) and noise are drawn once, so successive values
+    differ only through the weights.
+    """
+    data = _as_tensor_data(probabilities, "validation_probabilities")
+    if data.shape[1] != unet.latent_channels:
+        raise ValueError(f"validation latents have {data.shape[1]} channels but the UNet "
+                         f"expects {unet.latent_channels}.")
+    repeats = max(1, min(8, -(-n_points // data.shape[0])))
+    p = data.repeat(repeats, 1, 1, 1)
+    generator = torch.Generator().manual_seed(seed)
+    z0 = (torch.rand(p.shape, generator=generator) < p).float()
+    t = torch.linspace(1, schedule.n_timesteps, p.shape[0]).round().long()
+    z_t, target, model_t = training_example(z0, schedule, rng=generator, t=t)
+
+    @torch.no_grad()
+    def validate():
+        model = updater.ema.module if updater.ema is not None else unet
+        losses = []
+        for start in range(0, z_t.shape[0], batch_size):
+            batch = slice(start, start + batch_size)
+            with autocast(device, precision):
+                logits = model(z_t[batch].to(device), model_t[batch].to(device))
+            losses.append(diffusion_loss(logits, target[batch].to(device), reduction="none"))
+        return torch.cat(losses).mean()
+
+    return validate

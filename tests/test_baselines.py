@@ -4,7 +4,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from skberdiff.baselines import IntensityThresholdBaseline, _best_dice_threshold
+from skberdiff.baselines import IntensityThresholdBaseline
 from skberdiff.metrics import pixel_auprc
 
 
@@ -83,9 +83,23 @@ def test_predict_mask_uses_the_best_dice_threshold(rng):
     assert_array_equal(baseline.predict_mask(X), y)
 
 
-def test_best_dice_threshold():
-    threshold, dice = _best_dice_threshold([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])
-    assert threshold == pytest.approx(0.8) and dice == pytest.approx(1.0)
+def test_threshold_comes_from_the_shared_dice_selector(rng, monkeypatch):
+    from skberdiff import baselines
+
+    calls = []
+    original = baselines.select_dice_threshold
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(baselines, "select_dice_threshold", spy)
+    X, y = _lesion_slices(rng, channel=1, delta=0.5)
+    baseline = IntensityThresholdBaseline().fit(X, y)
+    assert len(calls) == 1 and calls[0]["min_size"] == 0 and calls[0]["average"] == "pooled"
+    assert baseline.val_dice_ == pytest.approx(
+        original(baseline.anomaly_map(X), y, (X > 0).any(axis=1), min_size=0,
+                 average="pooled", quantiles=np.linspace(0.5, 0.9995, 128))[1])
 
 
 def test_sklearn_conventions(rng):

@@ -1,4 +1,6 @@
 import importlib.util
+import inspect
+import os
 import sys
 
 import numpy as np
@@ -10,6 +12,7 @@ from skberdiff import datasets
 from skberdiff.datasets import (
     CHANNEL_NAMES,
     LESION_KINDS,
+    SIZE_PRESETS,
     make_mni_benchmark,
     make_oct_like,
     make_toy_images,
@@ -18,6 +21,8 @@ from skberdiff.datasets import (
 requires_nilearn = pytest.mark.skipif(
     importlib.util.find_spec("nilearn") is None, reason="make_mni_benchmark needs nilearn"
 )
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +174,8 @@ def test_description_is_honest(tiny):
     text = tiny.description
     assert "NOT comparable" in text and "BRATS" in text
     assert "Fonov" in text and "Louis Collins" in text
-    assert "Louis Collins" in datasets.__doc__ and "Fonov" in datasets.__doc__
+    module_doc = inspect.getdoc(datasets)
+    assert "Louis Collins" in module_doc and "Fonov" in module_doc
 
 
 # ---------------------------------------------------------------------------------------
@@ -235,9 +241,13 @@ def test_explicit_sizes_override_the_preset():
         ({"size": "huge"}, "size must be one of"),
         ({"difficulty": "impossible"}, "difficulty must be one of"),
         ({"lesion_mix": {"tumour": 1.0}}, "lesion_mix keys"),
-        ({"lesion_mix": {"oedema": -1.0}}, "non-negative"),
+        ({"lesion_mix": {"oedema": -1.0}}, r"lesion_mix\['oedema'\] must be in \[0.0, inf\)"),
+        ({"lesion_mix": {"oedema": 0.0}}, "positive sum"),
+        ({"lesion_mix": {}}, "lesion_mix"),
         ({"lesion_contrast": (0.5, 0.1)}, "lesion_contrast"),
+        ({"lesion_radius_mm": (0.1, 10.0)}, r"lesion_radius_mm\[0\]"),
         ({"slice_range": (0, 300)}, "slice_range"),
+        ({"slice_range": (100, 80)}, "slice_range"),
         ({"image_size": 8}, "image_size"),
         ({"image_size": 512}, "image_size"),
         ({"n_train": -1}, "n_train"),
@@ -248,6 +258,74 @@ def test_explicit_sizes_override_the_preset():
 def test_invalid_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_mni_benchmark(**{"size": "tiny", **kwargs})
+
+
+@requires_nilearn
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_train": 2.5}, "n_train must be an integer"),
+        ({"image_size": True}, "image_size must be an integer"),
+        ({"max_lesions": "2"}, "max_lesions must be an integer"),
+        ({"iso_flair_probability": "0.3"}, "iso_flair_probability must be a real number"),
+        ({"lesion_mix": {"oedema": "1"}}, r"lesion_mix\['oedema'\] must be a real number"),
+        ({"lesion_contrast": ("a", 0.5)}, r"lesion_contrast\[0\] must be a real number"),
+    ],
+)
+def test_parameters_of_the_wrong_type(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        make_mni_benchmark(**{"size": "tiny", **kwargs})
+
+
+def test_size_presets_layout():
+    keys = ["n_train", "n_val_lesion", "n_test_lesion", "n_test_healthy", "image_size"]
+    assert list(SIZE_PRESETS) == ["tiny", "small", "default"]
+    for preset in SIZE_PRESETS.values():
+        assert list(preset) == keys
+        assert all(isinstance(v, int) for v in preset.values())
+    assert SIZE_PRESETS["tiny"] == dict(zip(keys, (8, 4, 4, 4, 32), strict=True))
+    assert SIZE_PRESETS["small"] == dict(zip(keys, (128, 32, 64, 64, 64), strict=True))
+    assert SIZE_PRESETS["default"] == dict(zip(keys, (200, 50, 100, 100, 256), strict=True))
+
+
+def test_size_presets_drive_the_default_sizes(tiny, monkeypatch):
+    preset = SIZE_PRESETS["tiny"]
+    size = preset["image_size"]
+    assert tiny.X_train.shape == (preset["n_train"], 4, size, size)
+    assert tiny.X_val.shape == (preset["n_val_lesion"], 4, size, size)
+    assert tiny.is_anomalous_test.sum() == preset["n_test_lesion"]
+    assert (~tiny.is_anomalous_test).sum() == preset["n_test_healthy"]
+    assert {k: tiny.params[k] for k in preset} == preset
+    # The generator reads the table at call time: an edited preset changes the defaults
+    # exactly as the same explicit arguments would.
+    custom = {"n_train": 2, "n_val_lesion": 1, "n_test_lesion": 2, "n_test_healthy": 1,
+              "image_size": 48}
+    explicit = make_mni_benchmark(size="tiny", random_state=0, **custom)
+    monkeypatch.setitem(SIZE_PRESETS, "tiny", custom)
+    from_preset = make_mni_benchmark(size="tiny", random_state=0)
+    assert from_preset.X_train.shape == (2, 4, 48, 48)
+    assert {k: from_preset.params[k] for k in custom} == custom
+    for name in ("X_train", "X_val", "y_val", "X_test", "y_test"):
+        assert_array_equal(from_preset[name], explicit[name], err_msg=name)
+
+
+@requires_nilearn
+def test_calibration_script_runs_on_tiny(capsys):
+    path = os.path.join(ROOT, "benchmarks", "calibrate_datasets.py")
+    spec = importlib.util.spec_from_file_location("calibrate_datasets", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.main(["tiny"])
+    out = capsys.readouterr().out
+    assert "size='tiny' image_size=32 random_state=0" in out
+    assert "threshold baseline (" in out and "oracle |x - x_lesion_free|" in out
+    assert report["channel"] in CHANNEL_NAMES
+    assert 0.0 <= report["baseline_auprc"] <= 1.0
+    assert report["oracle_auprc"] > 0.85
+    assert set(report["per_kind"]) <= set(LESION_KINDS)
+    assert sum(v["n"] for v in report["per_kind"].values()) == SIZE_PRESETS["tiny"][
+        "n_test_lesion"
+    ]
 
 
 @requires_nilearn
@@ -340,10 +418,25 @@ def test_toy_images_deterministic_and_normal_by_default():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"n_samples": 0}, {"anomaly_fraction": 1.5}, {"image_size": 4}, {"n_channels": 0}]
+    "kwargs, match",
+    [
+        ({"n_samples": 0}, "n_samples"),
+        ({"anomaly_fraction": 1.5}, "anomaly_fraction"),
+        ({"image_size": 4}, "image_size"),
+        ({"n_channels": 0}, "n_channels"),
+    ],
 )
-def test_toy_images_invalid(kwargs):
-    with pytest.raises(ValueError):
+def test_toy_images_invalid(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_toy_images(**{"n_samples": 2, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"n_samples": 2.0}, "n_samples"), ({"anomaly_fraction": "0.5"}, "anomaly_fraction")],
+)
+def test_toy_images_wrong_type(kwargs, match):
+    with pytest.raises(TypeError, match=match):
         make_toy_images(**{"n_samples": 2, **kwargs})
 
 
@@ -372,6 +465,19 @@ def test_oct_like_drusen_lift_the_rpe():
     assert rows.min() > 20
     # The image differs from the drusen-free one where the drusen are.
     assert np.abs(X - X0)[:, 0][masks].mean() > 0.05
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"n_samples": 0}, ValueError, "n_samples"),
+        ({"image_size": 8}, ValueError, "image_size"),
+        ({"image_size": 32.0}, TypeError, "image_size"),
+    ],
+)
+def test_oct_like_invalid(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        make_oct_like(**{"n_samples": 2, **kwargs})
 
 
 def test_oct_like_deterministic():

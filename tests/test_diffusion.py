@@ -13,12 +13,15 @@ from skberdiff.diffusion import (
     cosine_betas,
     diffusion_loss,
     forward_probability,
+    injected_noise_loss,
     make_schedule,
+    marginal_posterior_probability,
     masked_restoration,
     posterior_probability,
     predict_z0,
     q_sample,
     restoration_timesteps,
+    reverse_step_probability,
     sample_prior,
     training_example,
 )
@@ -43,15 +46,18 @@ def test_cosine_schedule_and_bad_names():
     sched = make_schedule("cosine", 100)
     assert np.all(np.diff(sched.alpha_bar) < 0)
     assert np.all(cosine_betas(100, squared=False) <= 0.999)
-    with pytest.raises(ValueError, match="Unknown noise schedule"):
+    with pytest.raises(ValueError, match="noise_schedule must be one of"):
         make_schedule("quadratic")
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="n_timesteps"):
         make_schedule("linear", 0)
+    with pytest.raises(ValueError, match="forward_process must be one of"):
+        make_schedule("linear", 10, forward_process="buggy")
+    assert make_schedule("linear", 10, "reference").forward_process == "reference"
 
 
-@given(z0=unit, ab=unit, variant=st.sampled_from(["paper", "reference"]))
-def test_forward_probability_stays_in_unit_interval(z0, ab, variant):
-    p = forward_probability(torch.tensor([[z0]], dtype=torch.float64), ab, variant)
+@given(z0=unit, ab=unit, process=st.sampled_from(["paper", "reference"]))
+def test_forward_probability_stays_in_unit_interval(z0, ab, process):
+    p = forward_probability(torch.tensor([[z0]], dtype=torch.float64), ab, process)
     assert 0.0 <= float(p) <= 1.0
 
 
@@ -308,7 +314,7 @@ def test_restoration_timesteps_and_step_skipping():
     (dict(mask_threshold=1.5), r"mask_threshold must be in \[0.0, 1.0\]"),
     (dict(mask_threshold=-0.1), r"mask_threshold must be in"),
     (dict(final_step="last"), "final_step must be one of"),
-    (dict(forward="buggy"), "forward must be one of"),
+    (dict(posterior="exact"), "posterior must be one of"),
     (dict(rng=np.random.default_rng(0)), "rng must be a torch.Generator"),
 ])
 def test_restoration_rejects_bad_arguments(kwargs, match):
@@ -316,3 +322,126 @@ def test_restoration_rejects_bad_arguments(kwargs, match):
     args.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=match):
         masked_restoration(lambda zt, t: torch.zeros_like(zt), torch.zeros(1, 2, 2, 2), **args)
+
+
+# --------------------------------------------------------------------------- marginal posterior
+def _brute_force_marginal(zt, p, keep_ts, ab_s):
+    """sum_{z0} p(z0 | z_t) q(z_s = 1 | z_t, z0), every term by enumeration.
+
+    ``p`` is P(z0 = 1 | z_t) (already conditioned on z_t); q(z_s | z_t, z0) follows from
+    q(z_s | z0) (flip (1 - ab_s) / 2) and q(z_t | z_s) (flip (1 - keep_ts) / 2) by Bayes.
+    """
+    total = 0.0
+    for z0 in (0, 1):
+        weights = {zs: _flip(z0, zs, ab_s) * _flip(zs, zt, keep_ts) for zs in (0, 1)}
+        total += (p if z0 else 1 - p) * weights[1] / (weights[0] + weights[1])
+    return total
+
+
+@settings(max_examples=200, deadline=None)
+@given(zt=st.sampled_from([0, 1]), p=unit, data=st.data())
+def test_marginal_posterior_equals_brute_force_bayes_for_every_step(zt, p, data):
+    # Any (t, s) of the paper's schedule, including skipped steps and s = 0.
+    t = data.draw(st.integers(1, 1000))
+    s = data.draw(st.integers(0, t - 1))
+    ab = SCHEDULE.alpha_bar
+    expected = _brute_force_marginal(zt, p, ab[t] / ab[s], ab[s])
+    got = marginal_posterior_probability(torch.tensor([[float(zt)]], dtype=torch.float64),
+                                         torch.tensor([[p]], dtype=torch.float64),
+                                         ab[t] / ab[s], ab[s])
+    assert float(got) == pytest.approx(expected, abs=1e-9)
+    assert 0.0 <= float(got) <= 1.0
+
+
+@given(zt=st.sampled_from([0.0, 1.0]), z0=st.sampled_from([0.0, 1.0]), a=alpha, ab=alpha)
+def test_posteriors_agree_on_binary_predictions(zt, z0, a, ab):
+    # Stitched entries of Algorithm 1 are binary: both reverse steps must coincide there.
+    args = (torch.tensor([[zt]], dtype=torch.float64), torch.tensor([[z0]], dtype=torch.float64),
+            a, ab)
+    assert float(reverse_step_probability(*args, "marginal")) == pytest.approx(
+        float(reverse_step_probability(*args, "paper")), abs=1e-12)
+
+
+def test_marginal_posterior_worked_example():
+    # t = 1 (abar_0 = 1), z_1 = 1, p(z0 = 1 | z_1) = 0.1: the marginal is 0.1, eq. 4 ~ 1.
+    a1 = SCHEDULE.alpha_bar[1]
+    z1, p = torch.tensor([[1.0]], dtype=torch.float64), torch.tensor([[0.1]], dtype=torch.float64)
+    assert float(marginal_posterior_probability(z1, p, a1, 1.0)) == pytest.approx(0.1, abs=1e-9)
+    assert float(posterior_probability(z1, p, a1, 1.0)) > 0.999
+
+
+PI = 0.98  # independent bits z0 ~ B(PI) of the toy model
+
+
+def _oracle(schedule):
+    """Exact flip probability P(z0 != z_t | z_t) of the independent-bit toy model."""
+    ab = torch.as_tensor(schedule.alpha_bar, dtype=torch.float64)
+
+    def denoise(z_t, model_t):
+        a = ab[model_t.long() + 1].to(z_t.dtype).reshape(-1, 1, 1, 1)
+        stay = (1 + a) / 2
+        like_one = torch.where(z_t > 0.5, stay, 1 - stay)   # q(z_t | z0 = 1)
+        like_zero = torch.where(z_t > 0.5, 1 - stay, stay)  # q(z_t | z0 = 0)
+        p_one = PI * like_one / (PI * like_one + (1 - PI) * like_zero)
+        flip = torch.where(z_t > 0.5, 1 - p_one, p_one).clamp(1e-12, 1 - 1e-12)
+        return torch.log(flip) - torch.log1p(-flip)
+
+    return denoise
+
+
+def _exact_chain_error(noise_level, schedule):
+    """Expected share of wrong bits after the exact reverse chain from z_L (analytic).
+
+    For independent bits the exact chain ends with a sample of p(z0 | z_L), so the error is
+    sum over (z, z_L) of p(z) q(z_L | z) P(z0 != z | z_L).
+    """
+    stay = (1 + schedule.alpha_bar[noise_level]) / 2
+    error = 0.0
+    for z in (0, 1):
+        for zl in (0, 1):
+            q = stay if z == zl else 1 - stay
+            joint = {z0: (PI if z0 else 1 - PI) * (stay if z0 == zl else 1 - stay)
+                     for z0 in (0, 1)}
+            posterior_wrong = joint[1 - z] / (joint[0] + joint[1])
+            error += (PI if z else 1 - PI) * q * posterior_wrong
+    return error
+
+
+@pytest.mark.parametrize("n_steps", [None, 20])
+def test_marginal_posterior_with_an_oracle_matches_the_exact_reverse_chain(n_steps):
+    # Ideal denoiser, no mask (P = 0): the marginal posterior *is* the exact reverse chain,
+    # with or without step skipping; eq. 4 keeps much of the injected noise.
+    schedule = SCHEDULE
+    L, shape = 200, (8, 16, 32, 32)  # 131,072 independent bits
+    z = (torch.rand(shape, generator=torch.Generator().manual_seed(0)) < PI).double()
+    expected = _exact_chain_error(L, schedule)
+    errors = {}
+    for posterior in ("marginal", "paper"):
+        res = masked_restoration(_oracle(schedule), z, schedule=schedule, noise_level=L,
+                                 mask_threshold=0.0, n_steps=n_steps, posterior=posterior,
+                                 rng=torch.Generator().manual_seed(1))
+        errors[posterior] = float((res.latent != z.float()).float().mean())
+    n = z.numel()
+    tolerance = 5 * math.sqrt(expected * (1 - expected) / n)  # 5 binomial standard errors
+    assert abs(errors["marginal"] - expected) < tolerance, (errors, expected)
+    assert errors["paper"] > expected + 10 * tolerance, (errors, expected)
+
+
+def test_injected_noise_loss_is_low_where_the_prediction_is_right():
+    injected = torch.zeros(1, 3, 2, 2, dtype=torch.bool)
+    injected[0, :, 0, 0] = True
+    good = torch.where(injected, 0.99, 0.01).float()
+    bad = 1 - good
+    assert injected_noise_loss(good, injected).max() < 0.02
+    assert injected_noise_loss(bad, injected).min() > 6.0
+    assert injected_noise_loss(good, injected).shape == (1, 2, 2)
+
+
+def test_restoration_reports_the_injected_noise():
+    z = torch.zeros(2, 4, 8, 8)
+    res = masked_restoration(lambda zt, t: torch.full_like(zt, -20.0), z, schedule=SCHEDULE,
+                             noise_level=300, mask_threshold=0.5,
+                             rng=torch.Generator().manual_seed(0))
+    rate = float(res.injected.float().mean())
+    assert abs(rate - (1 - SCHEDULE.alpha_bar[300]) / 2) < 0.05
+    assert res.initial_flip.shape == z.shape

@@ -1,7 +1,11 @@
 """Tests for skberdiff.io: BRATS-style volumes in, slices out, maps back as NIfTI; OCT images."""
 
+import errno
+import os
+import re
 import shutil
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -428,7 +432,8 @@ def test_save_volume_map_accepts_channel_axis_tensor_and_dtype(tmp_path, rng):
 
     folder = write_case(tmp_path / "c", random_volumes(rng))
     case = load_brats_case(folder, slice_range=(10, 12), pad_to=(24, 24))
-    maps = torch.from_numpy(case.images[:, :1] * 100)
+    # Integer values: an integer dtype without scale= only takes maps it can store exactly.
+    maps = torch.round(torch.from_numpy(case.images[:, :1] * 100))
     out = nib.load(save_volume_map(maps, case.meta, tmp_path / "m.nii", dtype=np.int16))
     assert out.get_data_dtype() == np.int16 and out.shape == SHAPE
 
@@ -533,6 +538,318 @@ def test_collect_slices_errors(tmp_path, rng):
 
 
 # --------------------------------------------------------------------------------------
+# Writing never destroys data
+# --------------------------------------------------------------------------------------
+
+
+def small_case(tmp_path, rng, label=None, affine=np.eye(4)):
+    folder = write_case(tmp_path / "c", random_volumes(rng), affine=affine, label=label)
+    return folder, load_brats_case(folder, slice_range=(10, 13), pad_to=(24, 24))
+
+
+def test_save_refuses_existing_file_unless_overwrite(tmp_path, rng):
+    _, case = small_case(tmp_path, rng)
+    out = tmp_path / "map.nii.gz"
+    save_volume_map(case.images[:, 0], case.meta, out)
+    before = out.read_bytes()
+    with pytest.raises(FileExistsError, match=r"map.nii.gz already exists; pass overwrite=True"):
+        save_volume_map(case.images[:, 1], case.meta, out)
+    assert out.read_bytes() == before
+    save_volume_map(case.images[:, 1], case.meta, out, overwrite=True)
+    assert out.read_bytes() != before
+    written = nib.load(out).get_fdata()[:, :, 10:13]  # RAS file: no reorientation
+    assert_allclose(np.moveaxis(written, -1, 0), case.images[:, 1, 2:22], atol=1e-6)
+    # A dangling symbolic link is an existing entry too.
+    link = tmp_path / "dangling.nii"
+    link.symlink_to(tmp_path / "nowhere.nii")
+    with pytest.raises(FileExistsError, match="dangling.nii already exists"):
+        save_volume_map(case.images[:, 0], case.meta, link)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "dangling.nii", "map.nii.gz"]
+
+
+def test_save_refuses_input_files_even_with_overwrite(tmp_path, rng):
+    label = np.zeros(SHAPE, np.uint8)
+    label[5, 5, 11] = 1
+    folder, case = small_case(tmp_path, rng, label=label)
+    maps = case.images[:, 0]
+    originals = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert set(case.meta.source_files) == {
+        (folder / name).resolve() for name in originals
+    }
+    (tmp_path / "link_t1.nii.gz").symlink_to(folder / "c_t1.nii.gz")
+    (tmp_path / "alias").symlink_to(folder, target_is_directory=True)
+    os.link(folder / "c_t2.nii.gz", tmp_path / "hard_t2.nii.gz")
+    targets = [
+        folder / "c_t1.nii.gz",
+        folder / "c_seg.nii.gz",
+        tmp_path / "link_t1.nii.gz",  # a symbolic link to an input
+        tmp_path / "alias" / "c_seg.nii.gz",  # through a linked folder
+        tmp_path / "hard_t2.nii.gz",  # a hard link to an input
+    ]
+    for target in targets:
+        for overwrite in (False, True):
+            with pytest.raises(ValueError, match=r"Refusing to write to .* input file .*c_"):
+                save_volume_map(maps, case.meta, target, overwrite=overwrite)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == originals
+    # A case loaded through a linked folder records the real files.
+    aliased = load_brats_case(tmp_path / "alias", slice_range=(10, 13), pad_to=(24, 24))
+    assert set(aliased.meta.source_files) == set(case.meta.source_files)
+    with pytest.raises(ValueError, match="input file .*c_flair.nii.gz"):
+        save_volume_map(maps, aliased.meta, folder / "c_flair.nii.gz", overwrite=True)
+
+
+def _failing_save(calls, *, create=None):
+    """A nibabel.save that writes part of the file, then hits a full disk."""
+
+    def save(img, filename):
+        calls.append(Path(filename))
+        Path(filename).write_bytes(b"partial NIfTI data")
+        if create is not None:
+            create.write_bytes(b"written by someone else")
+        raise OSError(errno.ENOSPC, "No space left on device", str(filename))
+
+    return save
+
+
+def test_save_full_disk_keeps_old_file_and_no_temporary(tmp_path, rng, monkeypatch):
+    _, case = small_case(tmp_path, rng)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "map.nii.gz"
+    save_volume_map(case.images[:, 0], case.meta, out)
+    assert os.listdir(out_dir) == ["map.nii.gz"]  # no temporary left after a success
+    before = out.read_bytes()
+
+    calls = []
+    monkeypatch.setattr(nib, "save", _failing_save(calls))
+    with pytest.raises(OSError, match="No space left") as info:
+        save_volume_map(case.images[:, 1], case.meta, out, overwrite=True)
+    assert info.value.errno == errno.ENOSPC
+    assert out.read_bytes() == before
+    assert os.listdir(out_dir) == ["map.nii.gz"]
+    # It wrote to a hidden temporary file beside the target, with the NIfTI suffix.
+    (tmp,) = calls
+    assert tmp.parent == out_dir and tmp.name.startswith(".map.tmp-")
+    assert tmp.name.endswith(".nii.gz")
+
+    with pytest.raises(OSError, match="No space left"):
+        save_volume_map(case.images[:, 1], case.meta, out_dir / "new.nii")
+    assert os.listdir(out_dir) == ["map.nii.gz"]
+    assert calls[1].name.endswith(".nii") and calls[1].name.startswith(".new.tmp-")
+
+
+def test_save_does_not_clobber_file_created_meanwhile(tmp_path, rng, monkeypatch):
+    _, case = small_case(tmp_path, rng)
+    out = tmp_path / "map.nii.gz"
+    real_save = nib.save
+
+    def save_while_another_writer_creates_out(img, filename):
+        real_save(img, filename)
+        out.write_bytes(b"written by someone else")
+
+    monkeypatch.setattr(nib, "save", save_while_another_writer_creates_out)
+    with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
+        save_volume_map(case.images[:, 0], case.meta, out)
+    assert out.read_bytes() == b"written by someone else"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "map.nii.gz"]
+
+
+def test_save_integer_dtype_refuses_lossy_cast(tmp_path, rng):
+    _, case = small_case(tmp_path, rng)
+    maps = case.images[:, 0]  # in [0, 1]: an int16 cast would keep almost nothing
+    out = tmp_path / "m.nii.gz"
+    with pytest.raises(ValueError, match=r"non-integer values .* dtype=int16 would change "
+                                         r"\d[\d,]* of the [\d,]+ non-zero voxels.*scale="):
+        save_volume_map(maps, case.meta, out, dtype=np.int16)
+    with pytest.raises(ValueError, match=r"maps spans \[0, 6\d{4}\], outside the range "
+                                         r"\[-32768, 32767\] of dtype=int16"):
+        save_volume_map(np.round(maps * 70000), case.meta, out, dtype=np.int16)
+    with pytest.raises(ValueError, match=r"maps spans \[-1, -1\], outside .* dtype=uint8"):
+        save_volume_map(-np.ones_like(maps, dtype=np.int64), case.meta, out, dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"maps \* scale \(scale=1e\+06\) spans .* dtype=int16"):
+        save_volume_map(maps, case.meta, out, dtype=np.int16, scale=1e6)
+    with pytest.raises(ValueError, match="scale only applies to an integer dtype"):
+        save_volume_map(maps, case.meta, out, scale=1000)
+    with pytest.raises(ValueError, match=r"scale must be in \(0, inf\)"):
+        save_volume_map(maps, case.meta, out, dtype=np.int16, scale=0)
+    with pytest.raises(ValueError, match="scale must be finite"):
+        save_volume_map(maps, case.meta, out, dtype=np.int16, scale=np.inf)
+    with pytest.raises(TypeError, match="scale must be a real number"):
+        save_volume_map(maps, case.meta, out, dtype=np.int16, scale="1000")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.int16, 1000), (np.uint8, 255), (np.int32, 1e6)])
+def test_save_scale_round_trip(tmp_path, rng, dtype, scale):
+    _, case = small_case(tmp_path, rng, affine=LPS)
+    maps = case.images[:, 0] * 0.9 + 0.05  # in [0.05, 0.95], every voxel non-zero
+    out = nib.load(save_volume_map(maps, case.meta, tmp_path / "m.nii", dtype=dtype,
+                                   scale=scale))
+    assert out.get_data_dtype() == dtype
+    assert out.dataobj.slope == pytest.approx(1 / scale) and out.dataobj.inter == 0
+    canonical = nib.as_closest_canonical(out).get_fdata()
+    written = np.moveaxis(canonical[:, :, 10:13], -1, 0)
+    expected = maps[:, 2:22]  # pad_to=(24, 24) added rows 0-1 and 22-23
+    assert np.abs(written - expected).max() <= 0.5 / scale + 1e-6
+    assert (written != 0).sum() == expected.size
+
+
+@pytest.mark.parametrize("klass", [nib.Nifti1Image, nib.Nifti2Image])
+def test_save_does_not_copy_header_text(tmp_path, rng, klass):
+    img = klass(random_volumes(rng)["t1"], LPS)
+    header = img.header
+    header["descrip"] = b"patient name"
+    header["aux_file"] = b"patient.aux"
+    header.set_intent("t test", (12,), name="patient stats")
+    if "db_name" in header.keys():
+        header["db_name"] = b"patient db"
+    header.extensions.append(nib.nifti1.Nifti1Extension("comment", b"patient name"))
+    header.set_qform(LPS, code=1)
+    header.set_sform(LPS, code=4)
+    header.set_xyzt_units("mm", "sec")
+    folder = tmp_path / "c"
+    folder.mkdir()
+    ext = ".nii" if klass is nib.Nifti2Image else ".nii.gz"
+    nib.save(img, folder / f"c_t1{ext}")
+    source = nib.load(folder / f"c_t1{ext}")
+    assert source.header["descrip"] == b"patient name" and source.header.extensions
+
+    case = load_brats_case(folder, modalities=("t1",), slice_range=None, pad_to=None)
+    path = save_volume_map(case.images[:, 0], case.meta, tmp_path / "m.nii")
+    out = nib.load(path)
+    assert isinstance(out, klass)
+    assert out.header["descrip"] == b"skberdiff anomaly map"
+    assert out.header["aux_file"] == b"" and out.header["intent_name"] == b""
+    assert out.header["intent_code"] == 0
+    assert [out.header[f"intent_p{i}"] for i in (1, 2, 3)] == [0, 0, 0]
+    if "db_name" in out.header.keys():
+        assert out.header["db_name"] == b""
+    assert len(out.header.extensions) == 0
+    assert b"patient" not in path.read_bytes()
+    # The geometry is kept.
+    assert out.header["qform_code"] == 1 and out.header["sform_code"] == 4
+    assert_allclose(out.header.get_zooms(), source.header.get_zooms())
+    assert out.header.get_xyzt_units() == ("mm", "sec")
+    assert_array_equal(out.affine, source.affine)
+    # The header recorded in meta is left as read.
+    assert case.meta.header["descrip"] == b"patient name"
+
+
+# --------------------------------------------------------------------------------------
+# Loading never fails silently
+# --------------------------------------------------------------------------------------
+
+
+def write_seg(folder, values, dtype):
+    label = np.zeros(SHAPE, dtype)
+    label[4:6, 4:6, 3] = 1
+    label[8, 8, 12:12 + len(values)] = values
+    nib.save(nib.Nifti1Image(label, np.eye(4)), folder / "c_seg.nii.gz")
+
+
+@pytest.mark.parametrize(
+    "values, dtype, match",
+    [
+        ([-1], np.int16, r"1 voxel\(s\) hold negative values \[-1\]"),
+        ([np.nan], np.float32, r"NaN \(1 voxels\)"),
+        ([np.inf, 2], np.float32, r"infinite values \(1 voxels\)"),
+        ([2.5, 1], np.float32, r"non-integer values \[2.5\]"),
+        ([7, 7, 9], np.uint8, r"3 voxel\(s\) hold unknown labels \[7, 9\]"),
+    ],
+    ids=["negative", "nan", "inf", "fraction", "unknown"],
+)
+def test_bad_labels_raise(tmp_path, rng, values, dtype, match):
+    folder = write_case(tmp_path / "c", random_volumes(rng))
+    write_seg(folder, values, dtype)
+    full = r"Label file .*c_seg.nii.gz is not a valid segmentation: .*" + match
+    with pytest.raises(ValueError, match=full):
+        load_brats_case(folder, slice_range=None)
+    with pytest.raises(ValueError, match=r"label_values=\(0, 1, 2, 3, 4\)"):
+        load_brats_case(folder, slice_range=None)
+    # Ignoring the label file remains possible.
+    assert not load_brats_case(folder, slice_range=None, label_name=None).has_label
+
+
+def test_label_values(tmp_path, rng):
+    folder = write_case(tmp_path / "c", random_volumes(rng))
+    write_seg(folder, [0.0, 2.0, 3.0, 4.0], np.float32)  # integral floats, label 3: fine
+    case = load_brats_case(folder, slice_range=None, pad_to=None)
+    assert_array_equal(case.slice_indices[case.is_diseased], [3, 13, 14, 15])
+    write_seg(folder, [7, 300], np.int16)
+    with pytest.raises(ValueError, match=r"unknown labels \[7, 300\]"):
+        load_brats_case(folder, slice_range=None)
+    assert load_brats_case(folder, slice_range=None, label_values=(0, 1, 7, 300)).has_label
+    assert load_brats_case(folder, slice_range=None, label_values=None).has_label
+    write_seg(folder, [-2], np.int16)
+    with pytest.raises(ValueError, match=r"negative values \[-2\].*label_values=None"):
+        load_brats_case(folder, slice_range=None, label_values=None)
+    with pytest.raises(ValueError, match="label_values must contain 0"):
+        load_brats_case(folder, label_values=(1, 2))
+    with pytest.raises(TypeError, match="label_values must be a sequence of ints"):
+        load_brats_case(folder, label_values=(0, 1.5))
+
+
+def test_iter_brats_cases_error_policy(tmp_path, rng):
+    root = make_root(tmp_path, rng, [[1], [2, 3], [], []])
+    write_case(root / "case_001", {}, label=np.full((10, 12, 8), 7))  # unknown label
+    (root / "case_002" / "case_002_flair.nii.gz").unlink()
+    kwargs = dict(verbose=0, slice_range=None, pad_to=(16, 16))
+    with pytest.raises(ValueError, match=r"case_001_seg.nii.gz .*unknown labels \[7\]"):
+        list(iter_brats_cases(root, **kwargs))
+    with pytest.raises(ValueError, match="unknown labels"):
+        collect_slices(root, errors="raise", **kwargs)
+
+    with pytest.warns(UserWarning) as record:
+        names = [case.name for case in iter_brats_cases(root, errors="skip", **kwargs)]
+    assert names == ["case_000", "case_003"]
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 2
+    assert re.search(r"Skipped case folder .*case_001: ValueError: .*unknown labels \[7\]",
+                     messages[0])
+    assert re.search(r"Skipped case folder .*case_002: FileNotFoundError: Modality 'flair'",
+                     messages[1])
+    with pytest.warns(UserWarning, match="Skipped case folder"):
+        healthy = collect_slices(root, errors="skip", **kwargs)
+    assert sorted(set(healthy.case_names)) == ["case_000", "case_003"]
+    # label_values passes through to every case.
+    with pytest.warns(UserWarning, match="case_002"):
+        allowed = list(iter_brats_cases(root, errors="skip", label_values=(0, 1, 7), **kwargs))
+    assert [case.name for case in allowed] == ["case_000", "case_001", "case_003"]
+
+    with pytest.raises(ValueError, match=r"errors must be one of \('raise', 'skip'\)"):
+        iter_brats_cases(root, errors="ignore")
+    with pytest.raises(ValueError, match="errors must be one of"):
+        collect_slices(root, errors="warn")
+    with pytest.raises(TypeError, match=r"\['errors'\] only apply when cases is a data set"):
+        collect_slices(allowed, errors="skip")
+    # Bad options fail at the call, not as one skipped case after another.
+    with pytest.raises(ValueError, match="pad_to must be a pair of positive"):
+        iter_brats_cases(root, errors="skip", pad_to=(0, 4))
+    with pytest.raises(ValueError, match="label_values must contain 0"):
+        iter_brats_cases(root, errors="skip", label_values=(1,))
+
+
+def test_hidden_appledouble_files_are_ignored(tmp_path, rng):
+    root = tmp_path / "root"
+    folder = write_case(root / "case", random_volumes(rng), prefix="case")
+    # macOS leaves "._<name>" resource forks beside files copied to other file systems.
+    appledouble = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
+    (folder / "._case_t1.nii.gz").write_bytes(appledouble)
+    (folder / "._case_seg.nii.gz").write_bytes(appledouble)
+    case = load_brats_case(folder, slice_range=None)
+    assert case.meta.source_paths["t1"].name == "case_t1.nii.gz"
+    assert not case.has_label
+    # A folder that holds only hidden NIfTI names is not a case folder.
+    (root / "ghost").mkdir()
+    (root / "ghost" / "._ghost_t1.nii.gz").write_bytes(appledouble)
+    (root / "._case").write_bytes(appledouble)
+    names = [c.name for c in iter_brats_cases(root, verbose=0, slice_range=None)]
+    assert names == ["case"]
+    with pytest.raises(FileNotFoundError, match="No case folders"):
+        iter_brats_cases(root / "ghost")
+
+
+# --------------------------------------------------------------------------------------
 # A real file shipped with nibabel: anatomical.nii (33x41x25, LAS, big-endian int16)
 # --------------------------------------------------------------------------------------
 
@@ -574,7 +891,7 @@ def oct_folder(tmp_path, rng):
     Image.fromarray(noisy).save(folder / "NORMAL-1001-1.jpeg", quality=95)
     Image.fromarray(noisy[::-1]).save(folder / "CNV-2002-3.png")
     Image.fromarray(np.stack([noisy] * 3, -1)).save(folder / "DME-3-1.JPG")
-    Image.fromarray((noisy.astype(np.uint16) * 200)).save(folder / "drusen_4.png")  # 16 bit
+    Image.fromarray(noisy.astype(np.uint16) * 200).save(folder / "drusen_4.png")  # 16 bit
     Image.fromarray(noisy).save(folder / "scan.png")
     (folder / "readme.txt").write_text("not an image")
     return folder

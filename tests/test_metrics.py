@@ -20,11 +20,18 @@ from skberdiff.metrics import (
     dice_score,
     dice_scorer,
     image_auroc,
+    image_auroc_scorer,
+    image_average_precision,
+    image_average_precision_scorer,
+    image_scores,
+    make_detection_scorer,
     make_pixel_scorer,
     pixel_auprc,
     pixel_scores,
     psnr,
+    select_dice_threshold,
 )
+from skberdiff.postprocessing import paper_postprocess
 
 mask_pairs = st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6)).flatmap(
     lambda shape: st.tuples(arrays(np.bool_, shape), arrays(np.bool_, shape))
@@ -49,7 +56,9 @@ class FakeDetector(BaseEstimator):
     def detect(self, X, outputs=("anomaly_map", "mask")):
         self.calls_.append((X, tuple(outputs)))
         maps = np.asarray(X, dtype=np.float32)[:, 0]
-        return SimpleNamespace(anomaly_map=maps, mask=maps > self.threshold)
+        # The brightest pixel makes the image more anomalous: higher = more normal.
+        return SimpleNamespace(anomaly_map=maps, mask=maps > self.threshold,
+                               score_samples=-maps.reshape(len(maps), -1).max(1))
 
 
 @pytest.fixture
@@ -337,8 +346,10 @@ def test_make_pixel_scorer_validates(metric, average, match):
 
 def test_scorers_need_ground_truth(lesion_data):
     X, _ = lesion_data
-    with pytest.raises(ValueError, match="need ground-truth masks"):
+    with pytest.raises(ValueError, match="need ground truth"):
         pixel_scores(FakeDetector().fit(X), X, None)
+    with pytest.raises(ValueError, match="need pixel masks"):
+        pixel_scores(FakeDetector().fit(X), X, np.ones(len(X)))
 
 
 def test_pixel_scores_drives_a_grid_search(lesion_data):
@@ -355,3 +366,105 @@ def test_pixel_scores_drives_a_grid_search(lesion_data):
     assert best == {"threshold": 0.55}
     # AUPRC does not depend on the threshold.
     assert np.ptp(search.cv_results_["mean_test_auprc"]) == pytest.approx(0.0)
+
+
+# --- threshold selection -----------------------------------------------------------
+
+
+def test_select_dice_threshold_picks_the_best_candidate():
+    rng = np.random.default_rng(0)
+    y = np.zeros((3, 24, 24), bool)
+    y[:, 6:14, 6:14] = True
+    maps = rng.uniform(0, 1, y.shape) + 2.0 * y
+    threshold, dice = select_dice_threshold(maps, y)
+    assert 0.9 < threshold < 2.0
+    assert dice == pytest.approx(1.0)
+    # Noisier lesions: the chosen threshold is at least as good as any fixed one tried.
+    maps = rng.uniform(0, 1, y.shape) + 0.6 * y
+    threshold, dice = select_dice_threshold(maps, y)
+    for t in (0.3, 0.6, 0.9):
+        assert dice >= dice_score(y, paper_postprocess(maps, t, median_size=None)) - 1e-12
+
+
+def test_select_dice_threshold_pooled_without_component_removal():
+    y = np.zeros((2, 8, 8), bool)
+    y[0, 1, 1] = True  # a one-pixel lesion survives only with min_size=0
+    maps = y.astype(float) + 0.01 * np.arange(128).reshape(2, 8, 8) / 128
+    t, dice = select_dice_threshold(maps, y, min_size=0, average="pooled")
+    assert dice == pytest.approx(1.0) and t < 1.0
+    _, dice10 = select_dice_threshold(maps, y, min_size=10, average="pooled")
+    assert dice10 < 1.0
+    with pytest.raises(ValueError, match="region selects no pixel"):
+        select_dice_threshold(maps, y, np.zeros_like(y))
+
+
+# --- image-level scorers -----------------------------------------------------------
+
+
+def _screening_data(rng):
+    """Healthy images (dim) and anomalous ones (one bright pixel), with masks and labels."""
+    X = rng.random((8, 1, 6, 6)) * 0.3
+    y = np.zeros((8, 6, 6), bool)
+    for i in range(4, 8):
+        y[i, 2, 3] = True
+        X[i, 0, 2, 3] = 0.9
+    return X, y, y.reshape(8, -1).any(1).astype(int)
+
+
+def test_image_scorers_use_the_users_sign(rng):
+    X, masks, labels = _screening_data(rng)
+    detector = FakeDetector().fit(X)
+    assert image_auroc_scorer(detector, X, labels) == pytest.approx(1.0)
+    assert image_auroc_scorer(detector, X, masks) == pytest.approx(1.0)  # masks -> labels
+    assert image_average_precision_scorer(detector, X, labels) == pytest.approx(1.0)
+    assert image_scores(detector, X, labels) == {"image_auroc": 1.0,
+                                                 "image_average_precision": 1.0}
+    # scikit-learn's "roc_auc" string ranks by decision_function (higher = more normal),
+    # the outlier convention, so on 1 = anomalous labels it reads 1 - AUROC.
+    from sklearn.metrics import roc_auc_score
+
+    normality = detector.detect(X).score_samples
+    assert roc_auc_score(labels, normality) == pytest.approx(0.0)
+
+
+def test_image_scorer_fails_if_it_ignores_the_anomaly(rng):
+    X, _, labels = _screening_data(rng)
+    flipped = np.r_[labels[4:], labels[:4]]  # labels that contradict the images
+    assert image_auroc_scorer(FakeDetector().fit(X), X, flipped) == pytest.approx(0.0)
+
+
+def test_image_scorers_drive_a_grid_search(rng):
+    X, _, labels = _screening_data(rng)
+    search = GridSearchCV(FakeDetector(), {"threshold": [0.3, 0.5]}, scoring=image_scores,
+                          refit=False, cv=KFold(2, shuffle=True, random_state=0),
+                          error_score="raise").fit(X, labels)
+    assert np.all(search.cv_results_["mean_test_image_auroc"] == 1.0)
+
+
+def test_detection_scorer_combines_pixel_and_image_metrics_in_one_pass(rng):
+    X, masks, _ = _screening_data(rng)
+    detector = FakeDetector().fit(X)
+    scorer = pickle.loads(pickle.dumps(make_detection_scorer(("dice", "auprc", "image_auroc"))))
+    scores = scorer(detector, X, masks)
+    assert set(scores) == {"dice", "auprc", "image_auroc"}
+    assert len(detector.calls_) == 1
+    assert set(detector.calls_[0][1]) == {"mask", "anomaly_map", "score"}
+    with pytest.raises(ValueError, match="metric must be one of"):
+        make_detection_scorer("accuracy")
+
+
+def test_image_labels_are_checked(rng):
+    X, _, labels = _screening_data(rng)
+    detector = FakeDetector().fit(X)
+    with pytest.raises(ValueError, match="1/True for anomalous"):
+        image_auroc_scorer(detector, X, 2 * labels - 1)
+    with pytest.raises(ValueError, match="7 labels but X has 8"):
+        image_auroc_scorer(detector, X, labels[:7])
+
+
+def test_image_average_precision_matches_sklearn():
+    labels, scores = [0, 0, 1, 1, 0], [0.1, 0.4, 0.35, 0.8, 0.2]
+    assert image_average_precision(labels, scores) == pytest.approx(
+        average_precision_score(labels, scores))
+    with pytest.raises(ValueError, match="needs both normal and anomalous"):
+        image_average_precision([1, 1], [0.2, 0.3])

@@ -105,3 +105,60 @@ def test_fit_is_idempotent_and_does_not_change_input(images):
     second = det.fit(X).anomaly_map(images)
     np.testing.assert_array_equal(first, second)
     np.testing.assert_array_equal(X, X_copy)
+
+
+def _snapshot(estimator):
+    import joblib
+
+    state = dict(vars(estimator))
+    plain = {k: joblib.hash(v) for k, v in state.items()
+             if not hasattr(v, "state_dict")}  # modules are compared by identity below
+    return state, plain
+
+
+def _check_dict_unchanged_on_images(det, images):
+    """scikit-learn's check_dict_unchanged, on images: no inference method edits __dict__."""
+    import joblib
+    import torch
+
+    before, plain = _snapshot(det)
+    weights = {k: [p.detach().clone() for p in v.parameters()] for k, v in before.items()
+               if hasattr(v, "state_dict")}
+    for method in METHODS + ["restore_latent", "detect", "encode"]:
+        getattr(det, method)(images)
+    assert vars(det).keys() == before.keys()
+    for key, value in vars(det).items():
+        assert value is before[key], key
+        if key in plain:
+            assert joblib.hash(value) == plain[key], key
+    for key, params in weights.items():
+        assert all(torch.equal(a, b) for a, b in zip(params, before[key].parameters()))
+
+
+def test_check_dict_unchanged_on_images(fitted, images):
+    _check_dict_unchanged_on_images(fitted, images)
+
+
+def test_check_dict_unchanged_on_images_with_compile(fitted, images, monkeypatch):
+    import pickle
+
+    import torch
+
+    compiled = []
+
+    def fake_compile(module, **kwargs):  # the runtime cache, without minutes of Inductor
+        compiled.append(kwargs)
+        return lambda *args: module(*args)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    det = pickle.loads(pickle.dumps(fitted)).set_params(compile=True)
+    _check_dict_unchanged_on_images(det, images)
+    assert len(compiled) == 1  # compiled once, kept outside the estimator
+
+
+@pytest.mark.slow
+def test_check_dict_unchanged_on_images_with_real_compile(fitted, images):
+    import pickle
+
+    det = pickle.loads(pickle.dumps(fitted)).set_params(compile=True)
+    _check_dict_unchanged_on_images(det, images)

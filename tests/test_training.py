@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 import torch
 
+from skberdiff.exceptions import CorruptCheckpointError, TrainingDivergedError
 from skberdiff.nn import build_autoencoder, build_discriminator, build_unet
 from skberdiff.training import (
     ExponentialMovingAverage,
     encode_dataset,
+    read_checkpoint,
     train_autoencoder,
     train_diffusion,
 )
@@ -191,3 +193,74 @@ def test_bf16_autocast_trains_on_cpu(images):
     res = train_autoencoder(build_autoencoder("tiny", 1, seed=0), images, n_iterations=2,
                             batch_size=4, device="cpu", precision="bf16", verbose=0)
     assert np.isfinite(res.history[-1]["loss"])
+
+
+# --------------------------------------------------------------------------- checkpoints
+@pytest.mark.parametrize("damage", ["flip_byte", "truncate", "empty", "torch_zip"])
+def test_a_damaged_checkpoint_raises_an_error_naming_the_file(images, tmp_path, damage):
+    path = tmp_path / "ae.pt"
+    _train_ae(images, path, n=4)
+    blob = path.read_bytes()
+    if damage == "flip_byte":
+        path.write_bytes(blob[:-10] + bytes([blob[-10] ^ 0xFF]) + blob[-9:])
+    elif damage == "truncate":
+        path.write_bytes(blob[: len(blob) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:  # a plain torch file (e.g. of an older version) is not a checkpoint
+        torch.save({"step": 3}, path)
+    with pytest.raises(CorruptCheckpointError, match=str(path.name)) as info:
+        train_autoencoder(build_autoencoder("tiny", 1, seed=0), images, n_iterations=6,
+                          batch_size=5, device="cpu", verbose=0, checkpoint_path=path)
+    assert "weights_only=False" not in str(info.value)
+    assert "Delete it" in str(info.value) or "delete it" in str(info.value)
+
+
+def test_checkpoint_round_trip_and_atomic_write(images, tmp_path):
+    path = tmp_path / "ae.pt"
+    _train_ae(images, path, n=4)
+    state = read_checkpoint(path)
+    assert state["step"] == 4 and "objects" in state
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ae.pt"]  # no temporary left
+
+
+def test_checkpoint_every_is_validated(images, tmp_path):
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        train_autoencoder(build_autoencoder("tiny", 1, seed=0), images, n_iterations=2,
+                          device="cpu", verbose=0, checkpoint_path=tmp_path / "a.pt",
+                          checkpoint_every=0)
+
+
+# --------------------------------------------------------------------------- divergence
+def test_diverging_training_names_the_network_the_steps_and_the_learning_rate(images):
+    bad = images.copy()
+    ae = build_autoencoder("tiny", 1, seed=0)
+    with torch.no_grad():  # a poisoned weight makes every loss NaN from the first step
+        ae.decoder.conv_out.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(TrainingDivergedError, match=r"autoencoder training diverged between "
+                                                    r"steps 1 and 3.*learning rate \(now 0.001\)"):
+        train_autoencoder(ae, bad, n_iterations=6, batch_size=4, learning_rate=1e-3,
+                          device="cpu", verbose=0, log_every=3)
+
+
+# --------------------------------------------------------------------------- validation loss
+def test_validation_loss_is_logged_on_fixed_draws():
+    latents = torch.rand(12, 16, 4, 4)
+    held_out = torch.rand(5, 16, 4, 4)
+
+    def run(n):
+        return train_diffusion(build_unet("tiny", seed=0), latents, n_iterations=n,
+                               batch_size=4, device="cpu", verbose=0, seed=1, log_every=2,
+                               validation_probabilities=held_out, validate_every=4)
+
+    history = run(8).history
+    values = [h["validation_loss"] for h in history if "validation_loss" in h]
+    assert [h["step"] for h in history if "validation_loss" in h] == [4, 8]
+    assert all(np.isfinite(values)) and 0 < values[0] < 2
+    # Fixed draws: the same weights give the same validation loss.
+    again = [h["validation_loss"] for h in run(8).history if "validation_loss" in h]
+    assert again == values
+    with pytest.raises(ValueError, match="multiple of log_every"):
+        train_diffusion(build_unet("tiny", seed=0), latents, n_iterations=2, batch_size=4,
+                        device="cpu", verbose=0, log_every=2, validation_probabilities=held_out,
+                        validate_every=3)

@@ -1,6 +1,7 @@
-"""Torch modules of skberdiff: the binarizing autoencoder, the eps-UNet and presets."""
+"""Torch modules of skberdiff: the binarizing autoencoder, the eps-UNet, presets and LPIPS."""
 
 from .autoencoder import BinaryAutoencoder, PatchDiscriminator
+from .lpips import LPIPS, perceptual_loss
 from .presets import (
     AUTOENCODER_PRESETS,
     UNET_PRESETS,
@@ -16,9 +17,11 @@ __all__ = [
     "UNET_PRESETS",
     "BinaryAutoencoder",
     "EpsUNet",
+    "LPIPS",
     "PatchDiscriminator",
     "build_autoencoder",
     "build_discriminator",
     "build_unet",
     "count_parameters",
+    "perceptual_loss",
 ]

@@ -6,7 +6,76 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["group_norm", "SelfAttention2d", "Upsample2x"]
+__all__ = ["group_norm", "SelfAttention2d", "Upsample2x", "zero_init", "normal_init",
+           "reset_parameters"]
+
+
+def zero_init(module: nn.Module) -> nn.Module:
+    """Mark ``module`` to be initialised at zero (and zero it now); returns it.
+
+    :func:`reset_parameters` honours the mark, so a network re-initialised from a seeded
+    generator keeps its zero-initialised layers (guided-diffusion's output convolutions).
+    """
+    module._skberdiff_init = ("zero",)
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+def normal_init(module: nn.Module, mean: float, std: float) -> nn.Module:
+    """Mark ``module``'s weight to be drawn from ``N(mean, std)`` (pix2pix/PatchGAN layers)."""
+    module._skberdiff_init = ("normal", float(mean), float(std))
+    return module
+
+
+def reset_parameters(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """(Re-)initialise every parameter of ``module`` from ``generator`` only.
+
+    Uses PyTorch's default initialisations (Kaiming-uniform weights and fan-in uniform
+    biases for convolutions and linear layers, ``N(0, 1)`` embeddings, unit/zero norms)
+    unless a layer is marked by :func:`zero_init` or :func:`normal_init`. Torch's global
+    RNG is never read, so seeded builds are identical in concurrent threads.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network (parameters may be uninitialised, e.g. after ``to_empty``).
+    generator : torch.Generator
+        Source of every random draw.
+
+    Returns
+    -------
+    module : torch.nn.Module
+    """
+    with torch.no_grad():
+        for layer in module.modules():
+            mark = getattr(layer, "_skberdiff_init", None)
+            if isinstance(layer, nn.modules.batchnorm._NormBase):
+                layer.reset_running_stats()
+            if mark is not None and mark[0] == "zero":
+                for p in layer.parameters(recurse=False):
+                    p.zero_()
+                continue
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                if mark is not None:
+                    nn.init.normal_(layer.weight, mark[1], mark[2], generator=generator)
+                else:
+                    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+                if layer.bias is not None:
+                    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(layer.weight)
+                    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+            elif isinstance(layer, nn.Embedding):
+                nn.init.normal_(layer.weight, generator=generator)
+            elif isinstance(layer, (nn.GroupNorm, nn.modules.batchnorm._NormBase)):
+                if layer.weight is not None:
+                    if mark is not None:
+                        nn.init.normal_(layer.weight, mark[1], mark[2], generator=generator)
+                    else:
+                        nn.init.ones_(layer.weight)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
+    return module
 
 
 def group_norm(channels: int, eps: float = 1e-5) -> nn.GroupNorm:
@@ -50,8 +119,7 @@ class SelfAttention2d(nn.Module):
             self.v = nn.Conv2d(channels, channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
         if zero_init_proj:
-            nn.init.zeros_(self.proj.weight)
-            nn.init.zeros_(self.proj.bias)
+            zero_init(self.proj)
         self.fused_qkv = fused_qkv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

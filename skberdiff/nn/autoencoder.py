@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._layers import SelfAttention2d, Upsample2x, group_norm
+from ._layers import SelfAttention2d, Upsample2x, group_norm, normal_init
 
 __all__ = ["BinaryAutoencoder", "PatchDiscriminator"]
 
@@ -283,8 +283,10 @@ class PatchDiscriminator(nn.Module):
         self.layers = nn.Sequential(*layers)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
+                normal_init(module, 0.0, 0.02)
                 nn.init.normal_(module.weight, 0.0, 0.02)
             elif isinstance(module, nn.BatchNorm2d):
+                normal_init(module, 1.0, 0.02)
                 nn.init.normal_(module.weight, 1.0, 0.02)
                 nn.init.zeros_(module.bias)
 

@@ -5,10 +5,9 @@
 sized for CPU demos on 64x64 to 128x128 images, ``"tiny"`` for unit tests on 32x32 images.
 """
 
-import contextlib
-
 import torch
 
+from ._layers import reset_parameters
 from .autoencoder import BinaryAutoencoder, PatchDiscriminator
 from .unet import EpsUNet
 
@@ -49,18 +48,20 @@ DISCRIMINATOR_PRESETS = {
 }
 
 
-def _seeded(seed):
-    """Initialise weights from ``seed`` without touching torch's global RNG state."""
+def _build(cls, seed, *args, **kwargs):
+    """Construct ``cls(*args, **kwargs)`` with weights drawn from ``seed`` only.
+
+    The module is built on the meta device (no memory, no global RNG draw), materialised
+    and initialised from its own ``torch.Generator``: torch's global RNG is neither read nor
+    changed, so seeded builds in concurrent threads are identical to serial ones. ``None``
+    builds normally from (and advances) the global RNG, like any torch module.
+    """
     if seed is None:
-        return contextlib.nullcontext()
-
-    @contextlib.contextmanager
-    def ctx():
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
-            yield
-
-    return ctx()
+        return cls(*args, **kwargs)
+    with torch.device("meta"):
+        module = cls(*args, **kwargs)
+    module = module.to_empty(device="cpu")
+    return reset_parameters(module, torch.Generator().manual_seed(int(seed)))
 
 
 def _resolve(presets, preset, overrides, kind):
@@ -106,8 +107,7 @@ def build_autoencoder(preset: str = "paper", in_channels: int = 4, *, seed: int 
     4
     """
     config = _resolve(AUTOENCODER_PRESETS, preset, overrides, "autoencoder")
-    with _seeded(seed):
-        return BinaryAutoencoder(in_channels, **config)
+    return _build(BinaryAutoencoder, seed, in_channels, **config)
 
 
 def build_unet(preset: str = "paper", latent_channels: int | None = None, *,
@@ -137,8 +137,7 @@ def build_unet(preset: str = "paper", latent_channels: int | None = None, *,
     config = _resolve(UNET_PRESETS, preset, overrides, "UNet")
     if latent_channels is None:
         latent_channels = AUTOENCODER_PRESETS[preset]["latent_channels"]
-    with _seeded(seed):
-        return EpsUNet(latent_channels, **config)
+    return _build(EpsUNet, seed, latent_channels, **config)
 
 
 def build_discriminator(preset: str = "paper", in_channels: int = 4, *, seed: int | None = None,
@@ -151,8 +150,7 @@ def build_discriminator(preset: str = "paper", in_channels: int = 4, *, seed: in
     2766657
     """
     config = _resolve(DISCRIMINATOR_PRESETS, preset, overrides, "discriminator")
-    with _seeded(seed):
-        return PatchDiscriminator(in_channels, **config)
+    return _build(PatchDiscriminator, seed, in_channels, **config)
 
 
 def count_parameters(module) -> int:

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from ._layers import SelfAttention2d, Upsample2x, group_norm
+from ._layers import SelfAttention2d, Upsample2x, group_norm, zero_init
 
 __all__ = ["EpsUNet", "timestep_embedding"]
 
@@ -47,12 +47,6 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
     return emb
 
 
-def _zero(module):
-    for p in module.parameters():
-        nn.init.zeros_(p)
-    return module
-
-
 class _ResBlock(nn.Module):
     def __init__(self, in_ch, out_ch, emb_dim, dropout):
         super().__init__()
@@ -60,7 +54,7 @@ class _ResBlock(nn.Module):
                                        nn.Conv2d(in_ch, out_ch, 3, padding=1))
         self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, out_ch))
         self.out_layers = nn.Sequential(group_norm(out_ch), nn.SiLU(), nn.Dropout(dropout),
-                                        _zero(nn.Conv2d(out_ch, out_ch, 3, padding=1)))
+                                        zero_init(nn.Conv2d(out_ch, out_ch, 3, padding=1)))
         self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
 
     def forward(self, x, emb):
@@ -170,7 +164,7 @@ class EpsUNet(nn.Module):
                     ds //= 2
                 self.output_blocks.append(_Step(*layers))
         self.out = nn.Sequential(group_norm(ch), nn.SiLU(),
-                                 _zero(nn.Conv2d(mc, latent_channels, 3, padding=1)))
+                                 zero_init(nn.Conv2d(mc, latent_channels, 3, padding=1)))
         self.downsampling_factor = 2 ** (len(channel_multipliers) - 1)
 
     @property

@@ -1,46 +1,9 @@
-"""Offline benchmark data: MNI152-derived brain MRI slices with synthetic lesions, toy images.
+"""MNI152-derived brain MRI benchmark with synthetic lesions (:func:`make_mni_benchmark`).
 
-Nothing here downloads anything. :func:`make_mni_benchmark` builds a BRATS-like 4-channel
-axial-slice benchmark from the MNI152 2009a maps that ship inside the nilearn wheel (T1
-template, grey- and white-matter probability maps, brain mask). Every slice is a distinct,
-randomly deformed and re-acquired "subject"; test slices carry synthetic lesions with exact
-pixel masks. :func:`make_toy_images` and :func:`make_oct_like` are small dependency-free
-generators for unit tests and for the 1-channel OCT path.
-
-All lesions, the T1ce/T2/FLAIR contrasts and the subject-to-subject variation are synthetic.
-Scores measured on these data are those of a *synthetic-lesion benchmark on an MNI-derived
-brain*; they are not comparable to the BRATS2020 figures of Wolleb et al. (2024).
-
-The MNI152 maps are used under the following notice:
-
-    Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, Montreal
-    Neurological Institute, McGill University. Permission to use, copy, modify, and
-    distribute this software and its documentation for any purpose and without fee is
-    hereby granted, provided that the above copyright notice appear in all copies. The
-    authors and McGill University make no representations about the suitability of this
-    software for any purpose. It is provided "as is" without express or implied warranty.
-    The authors are not responsible for any data loss, equipment damage, property loss, or
-    injury to subjects or patients resulting from the use or misuse of this software
-    package.
-
-References
-----------
-.. [1] Fonov V., Evans A., McKinstry R., Almli C., Collins D. (2009). Unbiased nonlinear
-   average age-appropriate brain templates from birth to adulthood. NeuroImage 47, S102.
-.. [2] Fonov V., Evans A. C., Botteron K., Almli C. R., McKinstry R. C., Collins D. L.
-   (2011). Unbiased average age-appropriate atlases for pediatric studies. NeuroImage 54(1),
-   313-327.
-.. [3] Meissen F., Kaissis G., Rueckert D. (2021). Challenging current semi-supervised
-   anomaly segmentation methods for brain MRI. MICCAI BrainLes workshop, 63-74.
-
-Notes
------
-Calibration (pixel AUPRC pooled over the lesion test slices, ``random_state=0``): a
-per-channel intensity threshold tuned on the validation lesions reaches 0.136 at 64x64
-(``size="small"``; 0.14-0.20 over seeds 0-2) and 0.157 at 256x256 (``size="default"``),
-well below 0.7, while the oracle map ``|x - x_lesion_free|`` reaches 0.915 and 0.928.
-Reproduce with ``python -m skberdiff.datasets small`` (or ``default``); details in
-:func:`make_mni_benchmark`.
+Loading and caching of the MNI152 2009a maps shipped with nilearn, synthesis of one
+subject (pose, elastic warp, contrasts), of its acquisition (gamma, gain, bias field,
+Rician noise) and of its lesions. Provenance, copyright notice and references are in the
+docstring of :mod:`skberdiff.datasets`.
 """
 
 import numbers
@@ -51,15 +14,15 @@ from scipy import ndimage
 from scipy.special import expit
 from sklearn.utils import Bunch
 
-__all__ = [
-    "CHANNEL_NAMES",
-    "LESION_KINDS",
-    "make_mni_benchmark",
-    "make_toy_images",
-    "make_oct_like",
-]
+from .._validation import check_choice, check_int, check_probability, check_range_pair, check_real
+from ._common import _as_generator
 
+__all__ = ["CHANNEL_NAMES", "LESION_KINDS", "SIZE_PRESETS", "make_mni_benchmark"]
+
+#: Channel order of the slices of :func:`make_mni_benchmark`.
 CHANNEL_NAMES = ("t1", "t1ce", "t2_like", "flair_like")
+
+#: The four lesion kinds of :func:`make_mni_benchmark` (keys of ``lesion_mix``).
 LESION_KINDS = ("oedema", "core", "ring", "mass")
 
 # BRATS slices are 1 mm and zero-padded to 256 x 256; one frame pixel is one millimetre.
@@ -91,11 +54,24 @@ _DIFFICULTY_PRESETS = {
     },
 }
 
-_SIZE_PRESETS = {
-    # n_train, n_val_lesion, n_test_lesion, n_test_healthy, image_size
-    "tiny": (8, 4, 4, 4, 32),
-    "small": (128, 32, 64, 64, 64),
-    "default": (200, 50, 100, 100, 256),
+#: Sample counts and image size of the ``size`` presets of :func:`make_mni_benchmark`.
+#: ``SIZE_PRESETS[size]`` maps ``"n_train"``, ``"n_val_lesion"``, ``"n_test_lesion"``,
+#: ``"n_test_healthy"`` and ``"image_size"`` to the values used when the matching argument
+#: of :func:`make_mni_benchmark` is ``None``: ``"tiny"`` (unit tests), ``"small"`` (CPU
+#: demos, 64x64) and ``"default"`` (256x256, the BRATS padding).
+SIZE_PRESETS = {
+    "tiny": {
+        "n_train": 8, "n_val_lesion": 4, "n_test_lesion": 4, "n_test_healthy": 4,
+        "image_size": 32,
+    },
+    "small": {
+        "n_train": 128, "n_val_lesion": 32, "n_test_lesion": 64, "n_test_healthy": 64,
+        "image_size": 64,
+    },
+    "default": {
+        "n_train": 200, "n_val_lesion": 50, "n_test_lesion": 100, "n_test_healthy": 100,
+        "image_size": 256,
+    },
 }
 
 # Loaded maps and their in-plane anti-aliased slabs, kept for the life of the process.
@@ -103,29 +79,6 @@ _MNI_CACHE = {}
 _MAX_CACHED_SLABS = 2
 # Cubic-spline interpolation matrices of the smooth random fields, by (controls, size).
 _SPLINE_MATRICES = {}
-
-
-def _as_generator(random_state):
-    """Return a numpy Generator for ``random_state`` without touching global state."""
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
-    return np.random.default_rng(random_state)
-
-
-def _check_positive_int(value, name, minimum=0):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
-def _check_range(value, name, low, high):
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a pair (low, high), got {value!r}.") from None
-    if not (low <= lo <= hi <= high):
-        raise ValueError(f"{name} must satisfy {low} <= low <= high <= {high}, got {value!r}.")
-    return lo, hi
 
 
 # --------------------------------------------------------------------------------------
@@ -606,10 +559,10 @@ def make_mni_benchmark(
     Parameters
     ----------
     size : {"tiny", "small", "default"}, default="default"
-        Preset for the sample counts and ``image_size``: ``"tiny"`` = 8 train, 4 val,
-        4 + 4 test at 32x32 (for tests), ``"small"`` = 128 / 32 / 64 + 64 at 64x64 (CPU
-        demos), ``"default"`` = 200 / 50 / 100 + 100 at 256x256. Explicit arguments below
-        override the preset.
+        Preset for the sample counts and ``image_size``, read from :data:`SIZE_PRESETS`:
+        ``"tiny"`` = 8 train, 4 val, 4 + 4 test at 32x32 (for tests), ``"small"`` =
+        128 / 32 / 64 + 64 at 64x64 (CPU demos), ``"default"`` = 200 / 50 / 100 + 100 at
+        256x256. Explicit arguments below override the preset.
     n_train : int, default=None
         Number of healthy training slices.
     n_val_lesion : int, default=None
@@ -709,8 +662,9 @@ def make_mni_benchmark(
     (3x3 median) when the lesion-free reference gets an independent noise realisation of
     sigma 0.02, so the lesions stand out from the noise. Iso-intense mass effect is the
     hardest kind for the threshold (AUPRC 0.08 on "mass"-only slices at 256x256) and
-    oedema the easiest (0.27). Reproduce with ``python -m skberdiff.datasets small`` (or
-    ``default``), which prints the figures and the per-kind split.
+    oedema the easiest (0.27). Reproduce with ``python benchmarks/calibrate_datasets.py
+    small`` (or ``default``) from a source checkout, which prints the figures and the
+    per-kind split.
 
     Generation, after a one-off ~1 s per process to load the maps (plus ~1 s to import
     nilearn): 200 healthy slices in 1.1 s at 64x64, 2.0 s at 128x128 and 6.9 s at
@@ -739,15 +693,7 @@ def make_mni_benchmark(
     """
     start = time.perf_counter()
     _import_nilearn_datasets()
-    if size not in _SIZE_PRESETS:
-        raise ValueError(f"size must be one of {sorted(_SIZE_PRESETS)}, got {size!r}.")
-    preset = dict(
-        zip(
-            ("n_train", "n_val_lesion", "n_test_lesion", "n_test_healthy", "image_size"),
-            _SIZE_PRESETS[size],
-            strict=True,
-        )
-    )
+    preset = SIZE_PRESETS[check_choice(size, "size", tuple(SIZE_PRESETS))]
     given = {
         "n_train": n_train,
         "n_val_lesion": n_val_lesion,
@@ -757,15 +703,11 @@ def make_mni_benchmark(
     }
     counts = {k: preset[k] if v is None else v for k, v in given.items()}
     for name in ("n_train", "n_val_lesion", "n_test_lesion", "n_test_healthy"):
-        counts[name] = _check_positive_int(counts[name], name)
-    image_size = _check_positive_int(counts.pop("image_size"), "image_size", minimum=16)
-    if image_size > _FRAME:
-        raise ValueError(f"image_size must be at most {_FRAME}, got {image_size}.")
-    if difficulty not in _DIFFICULTY_PRESETS:
-        raise ValueError(
-            f"difficulty must be one of {sorted(_DIFFICULTY_PRESETS)}, got {difficulty!r}."
-        )
-    lesion_preset = _DIFFICULTY_PRESETS[difficulty]
+        counts[name] = check_int(counts[name], name, low=0)
+    image_size = check_int(counts.pop("image_size"), "image_size", low=16, high=_FRAME)
+    lesion_preset = _DIFFICULTY_PRESETS[
+        check_choice(difficulty, "difficulty", tuple(_DIFFICULTY_PRESETS))
+    ]
     if lesion_mix is None:
         lesion_mix = lesion_preset["mix"]
     if lesion_contrast is None:
@@ -775,22 +717,21 @@ def make_mni_benchmark(
     if iso_flair_probability is None:
         iso_flair_probability = lesion_preset["iso_flair_probability"]
     mix = dict(lesion_mix)
-    unknown = set(mix) - set(LESION_KINDS)
-    if unknown or not mix:
-        raise ValueError(f"lesion_mix keys must be among {LESION_KINDS}, got {sorted(mix)}.")
-    weights = np.array([float(v) for v in mix.values()])
-    if (weights < 0).any() or weights.sum() <= 0 or not np.isfinite(weights).all():
-        raise ValueError(f"lesion_mix needs non-negative weights with a positive sum: {mix}.")
+    if not mix:
+        raise ValueError(f"lesion_mix must hold at least one of {LESION_KINDS}, got {mix}.")
+    for kind in mix:
+        check_choice(kind, "lesion_mix keys", LESION_KINDS)
+    weights = np.array([check_real(v, f"lesion_mix[{k!r}]", low=0.0) for k, v in mix.items()])
+    if weights.sum() <= 0:
+        raise ValueError(f"lesion_mix needs weights with a positive sum, got {mix}.")
     mix = dict(zip(mix.keys(), weights / weights.sum(), strict=True))
-    contrast = _check_range(lesion_contrast, "lesion_contrast", 1e-4, 1.0)
-    radius = _check_range(lesion_radius_mm, "lesion_radius_mm", 0.5, 100.0)
-    iso = float(iso_flair_probability)
-    if not 0.0 <= iso <= 1.0:
-        raise ValueError(f"iso_flair_probability must be in [0, 1], got {iso_flair_probability}.")
-    max_lesions = _check_positive_int(max_lesions, "max_lesions", minimum=1)
+    contrast = check_range_pair(lesion_contrast, "lesion_contrast", 1e-4, 1.0)
+    radius = check_range_pair(lesion_radius_mm, "lesion_radius_mm", 0.5, 100.0)
+    iso = check_probability(iso_flair_probability, "iso_flair_probability")
+    max_lesions = check_int(max_lesions, "max_lesions", low=1)
 
     nz = _load_mni_maps()[0].shape[-1]
-    z_range = _check_range(slice_range, "slice_range", _Z_MARGIN, nz - _Z_MARGIN)
+    z_range = check_range_pair(slice_range, "slice_range", _Z_MARGIN, nz - _Z_MARGIN)
     z_lo = int(np.floor(z_range[0])) - _Z_MARGIN
     z_hi = int(np.ceil(z_range[1])) + _Z_MARGIN
     slab = _mni_slab(image_size, z_lo, z_hi)
@@ -856,277 +797,3 @@ def make_mni_benchmark(
         )
     return data
 
-
-# --------------------------------------------------------------------------------------
-# Dependency-free generators
-# --------------------------------------------------------------------------------------
-
-
-def make_toy_images(
-    n_samples, *, image_size=32, n_channels=1, anomaly_fraction=0.0, random_state=None
-):
-    """Tiny synthetic "anatomy" images with optional bright or dark spots as anomalies.
-
-    Each image is an ellipse ("head") with a brighter ring ("cortex") and two darker
-    blobs ("ventricles"), with random size, position and contrast, a little smoothing and
-    Gaussian noise. Anomalous images carry one clearly visible bright or dark disc inside
-    the head, whose mask is exact. Meant for fast unit tests of the estimator; needs only
-    numpy and scipy.
-
-    Parameters
-    ----------
-    n_samples : int
-        Number of images.
-    image_size : int, default=32
-        Height and width.
-    n_channels : int, default=1
-        Channels; each is a different intensity mix of the same anatomy.
-    anomaly_fraction : float, default=0.0
-        Fraction of images (rounded) that carry an anomaly.
-    random_state : int, numpy Generator or None, default=None
-        Seed.
-
-    Returns
-    -------
-    X : ndarray of shape (n_samples, n_channels, image_size, image_size), float32
-        Images in [0, 1].
-    masks : ndarray of shape (n_samples, image_size, image_size), bool
-        Anomaly masks (empty for normal images).
-
-    Examples
-    --------
-    >>> from skberdiff.datasets import make_toy_images
-    >>> X, masks = make_toy_images(4, image_size=16, anomaly_fraction=0.5, random_state=0)
-    >>> X.shape, X.dtype, masks.shape
-    ((4, 1, 16, 16), dtype('float32'), (4, 16, 16))
-    >>> int(masks.any(axis=(1, 2)).sum())
-    2
-    """
-    n_samples = _check_positive_int(n_samples, "n_samples", minimum=1)
-    image_size = _check_positive_int(image_size, "image_size", minimum=8)
-    n_channels = _check_positive_int(n_channels, "n_channels", minimum=1)
-    if not 0.0 <= float(anomaly_fraction) <= 1.0:
-        raise ValueError(f"anomaly_fraction must be in [0, 1], got {anomaly_fraction}.")
-    rng = _as_generator(random_state)
-    # Separate streams for anatomy and anomaly: the same seed gives the same anatomy
-    # whatever anomaly_fraction is.
-    seeds = rng.integers(0, 2**63 - 1, size=(n_samples, 2))
-    n_anomalous = int(round(anomaly_fraction * n_samples))
-    anomalous = np.zeros(n_samples, dtype=bool)
-    anomalous[rng.choice(n_samples, size=n_anomalous, replace=False)] = True
-
-    g = (np.arange(image_size) + 0.5) / image_size * 2.0 - 1.0
-    yy, xx = np.meshgrid(g, g, indexing="ij")
-    # Tissue intensities (background-of-head, ring, blobs) per channel.
-    channel_weights = np.stack([np.roll(np.array([0.45, 0.8, 0.15]), k) for k in range(n_channels)])
-    channel_weights[1::2] = channel_weights[1::2, ::-1]
-    X = np.zeros((n_samples, n_channels, image_size, image_size), dtype=np.float32)
-    masks = np.zeros((n_samples, image_size, image_size), dtype=bool)
-    for i in range(n_samples):
-        rng = np.random.default_rng(seeds[i, 0])
-        spot_rng = np.random.default_rng(seeds[i, 1])
-        cy, cx = rng.uniform(-0.05, 0.05, size=2)
-        ry, rx = rng.uniform(0.72, 0.88), rng.uniform(0.6, 0.78)
-        rho = np.hypot((yy - cy) / ry, (xx - cx) / rx)
-        head = expit((1.0 - rho) * 12.0)
-        ring = np.exp(-(((rho - rng.uniform(0.6, 0.75)) / 0.08) ** 2))
-        blobs = np.zeros_like(rho)
-        for side in (-1.0, 1.0):
-            by = cy + rng.uniform(-0.15, 0.15)
-            bx = cx + side * rng.uniform(0.12, 0.25)
-            blobs += np.exp(-((yy - by) ** 2 + (xx - bx) ** 2) / (2 * rng.uniform(0.06, 0.1) ** 2))
-        blobs = np.clip(blobs, 0.0, 1.0)
-        jitter = rng.uniform(0.9, 1.1, size=(n_channels, 3))
-        w = channel_weights * jitter
-        image = head * (
-            w[:, 0, None, None]
-            + (w[:, 1] - w[:, 0])[:, None, None] * ring
-            + (w[:, 2] - w[:, 0])[:, None, None] * blobs
-        )
-        if anomalous[i]:
-            radius = spot_rng.uniform(0.1, 0.2)
-            angle = spot_rng.uniform(0, 2 * np.pi)
-            distance = spot_rng.uniform(0.0, 0.45)
-            sy = cy + distance * ry * np.sin(angle)
-            sx = cx + distance * rx * np.cos(angle)
-            spot_rho = np.hypot(yy - sy, xx - sx) / radius
-            spot = expit((1.0 - spot_rho) * 8.0)
-            sign = 1.0 if spot_rng.random() < 0.5 else -1.0
-            image = image + sign * spot_rng.uniform(0.3, 0.45) * spot * head
-            masks[i] = (spot_rho < 1.0) & (head > 0.5)
-        image = ndimage.gaussian_filter(image, (0, 0.5, 0.5))
-        image = image + rng.normal(0.0, 0.02, size=image.shape) * head
-        X[i] = np.clip(image, 0.0, 1.0)
-    return X, masks
-
-
-def make_oct_like(n_samples, *, image_size=256, drusen=False, random_state=None):
-    """Synthetic retina-like OCT B-scans (1 channel), optionally with drusen.
-
-    These are NOT real OCT images (none ships offline): wavy layered bands mimic the
-    retinal layers (nerve fibre layer, plexiform and nuclear layers, ellipsoid zone, RPE,
-    choroid) with a foveal pit, under multiplicative speckle. Drusen are dome-shaped
-    elevations of the RPE above Bruch's membrane; their mask is the material between
-    the two.
-
-    Parameters
-    ----------
-    n_samples : int
-        Number of images.
-    image_size : int, default=256
-        Height and width.
-    drusen : bool, default=False
-        If True every image has 1 to 3 drusen with masks; otherwise masks are empty.
-    random_state : int, numpy Generator or None, default=None
-        Seed.
-
-    Returns
-    -------
-    X : ndarray of shape (n_samples, 1, image_size, image_size), float32
-        Images in [0, 1].
-    masks : ndarray of shape (n_samples, image_size, image_size), bool
-        Drusen masks.
-
-    Examples
-    --------
-    >>> from skberdiff.datasets import make_oct_like
-    >>> X, masks = make_oct_like(2, image_size=32, drusen=True, random_state=0)
-    >>> X.shape, bool(masks.any(axis=(1, 2)).all())
-    ((2, 1, 32, 32), True)
-    """
-    n_samples = _check_positive_int(n_samples, "n_samples", minimum=1)
-    image_size = _check_positive_int(image_size, "image_size", minimum=16)
-    rng = _as_generator(random_state)
-    # Separate streams for the retina and the drusen: the same seed gives the same retina
-    # with and without drusen.
-    seeds = rng.integers(0, 2**63 - 1, size=(n_samples, 2))
-    S = image_size
-    y = (np.arange(S) + 0.5) / S
-    x = (np.arange(S) + 0.5) / S
-    yy = y[:, None]
-    softness = 0.6 / S
-    # Layers from the vitreous down: (thickness as a fraction of the height, intensity).
-    layers = [
-        ("rnfl", 0.035, 0.75),
-        ("gcl_ipl", 0.06, 0.5),
-        ("inl", 0.03, 0.25),
-        ("opl", 0.02, 0.5),
-        ("onl", 0.07, 0.15),
-        ("ez", 0.012, 0.8),
-        ("interzone", 0.01, 0.35),
-        ("rpe", 0.02, 0.95),
-        ("choroid", 0.09, 0.5),
-    ]
-    vitreous, sclera = 0.05, 0.2
-    X = np.zeros((n_samples, 1, S, S), dtype=np.float32)
-    masks = np.zeros((n_samples, S, S), dtype=bool)
-    for i in range(n_samples):
-        rng = np.random.default_rng(seeds[i, 0])
-        drusen_rng = np.random.default_rng(seeds[i, 1])
-        top = (
-            rng.uniform(0.3, 0.45)
-            + rng.uniform(0.1, 0.4) * (x - 0.5) ** 2
-            + rng.uniform(-0.05, 0.05) * (x - 0.5)
-        )
-        for _ in range(2):
-            top = top + rng.uniform(0.0, 0.01) * np.sin(
-                2 * np.pi * rng.uniform(0.5, 2.0) * x + rng.uniform(0, 2 * np.pi)
-            )
-        fovea = np.exp(-(((x - rng.uniform(0.4, 0.6)) / rng.uniform(0.06, 0.1)) ** 2))
-        scale = rng.uniform(0.85, 1.15)
-        thickness = {name: t * scale * rng.uniform(0.85, 1.15) for name, t, _ in layers}
-        # The inner layers thin out in the foveal pit, the outer nuclear layer thickens.
-        inner_thinning = {"rnfl": 0.9, "gcl_ipl": 0.85, "inl": 0.7, "opl": 0.5}
-        boundaries, intensities = [], [vitreous]
-        depth = top + fovea * sum(
-            thickness[n] * f for n, f in inner_thinning.items()
-        )  # the pit lowers the inner limiting membrane
-        for name, _, value in layers:
-            boundaries.append(depth.copy())
-            t = thickness[name] * (1.0 - fovea * inner_thinning.get(name, 0.0))
-            if name == "onl":
-                t = t + 0.02 * fovea
-            depth = depth + t
-            intensities.append(value * rng.uniform(0.9, 1.1))
-        boundaries.append(depth)
-        intensities.append(sclera)
-        names = [n for n, _, _ in layers]
-        elevation = np.zeros(S)
-        if drusen:
-            for _ in range(int(drusen_rng.integers(1, 4))):
-                centre = drusen_rng.uniform(0.15, 0.85)
-                half_width = drusen_rng.uniform(0.03, 0.08)
-                height = drusen_rng.uniform(0.015, 0.04)
-                dome = np.clip(1.0 - ((x - centre) / half_width) ** 2, 0.0, None) ** 0.5
-                elevation = np.maximum(elevation, height * dome)
-            elevation = np.maximum(elevation, 0.0)
-            # The photoreceptors and RPE ride on the drusen; the outer nuclear layer thins.
-            for k in range(names.index("ez"), names.index("choroid")):
-                boundaries[k] = boundaries[k] - elevation
-        bruch = boundaries[names.index("choroid")]
-        image = np.full((S, S), intensities[0])
-        for k, boundary in enumerate(boundaries):
-            step = intensities[k + 1] - intensities[k]
-            if k == names.index("choroid") and drusen:
-                # Drusen material between the lifted RPE and Bruch's membrane.
-                lifted = boundary[None, :] - elevation[None, :]
-                image = image + (0.4 - intensities[k]) * expit((yy - lifted) / softness)
-                below = expit((yy - boundary[None, :]) / softness)
-                image = image + (intensities[k + 1] - 0.4) * below
-                continue
-            image = image + step * expit((yy - boundary[None, :]) / softness)
-        if drusen:
-            lifted = bruch - elevation
-            inside = (yy >= lifted[None, :]) & (yy < bruch[None, :])
-            masks[i] = inside & (elevation[None, :] > 0)
-        choroid_texture = ndimage.gaussian_filter(rng.normal(size=(S, S)), (S / 128, S / 40))
-        in_choroid = expit((yy - bruch[None, :]) / softness) * expit(
-            (depth[None, :] - yy) / softness
-        )
-        image = image * (1.0 + 0.6 * choroid_texture * in_choroid)
-        speckle = rng.gamma(3.0, 1.0 / 3.0, size=(S, S))
-        speckle = ndimage.gaussian_filter(speckle, (max(0.3, S / 512), max(0.6, S / 200)))
-        speckle /= speckle.mean()
-        image = image * speckle + rng.normal(0.0, 0.02, size=(S, S))
-        X[i, 0] = np.clip(image, 0.0, 1.0)
-    return X, masks
-
-
-def _calibration_report(size="small", random_state=0):  # pragma: no cover - CLI helper
-    """Print the threshold-baseline and oracle AUPRC of the benchmark (module CLI)."""
-    from .baselines import IntensityThresholdBaseline
-    from .metrics import pixel_auprc
-
-    def _average_precision(y, maps):
-        return pixel_auprc(y, maps, average="pooled")
-
-    start = time.perf_counter()
-    data = make_mni_benchmark(size=size, return_lesion_free=True, random_state=random_state)
-    elapsed = time.perf_counter() - start
-    lesion = data.is_anomalous_test
-    baseline = IntensityThresholdBaseline().fit(data.X_val, data.y_val, X_healthy=data.X_train)
-    maps = baseline.anomaly_map(data.X_test[lesion])
-    auprc = _average_precision(data.y_test[lesion], maps)
-    difference = np.abs(data.X_test - data.X_test_lesion_free)[lesion].sum(axis=1)
-    oracle = _average_precision(data.y_test[lesion], difference)
-    print(f"size={size!r} image_size={data.params['image_size']} random_state={random_state}")
-    n = sum(len(v) for k, v in data.items() if k.startswith("X_") and "free" not in k)
-    print(f"generation: {n} slices in {elapsed:.1f} s")
-    print(
-        f"threshold baseline ({data.channel_names[baseline.channel_]}, {baseline.polarity_}): "
-        f"test pixel AUPRC {auprc:.3f} (val {baseline.best_auprc_:.3f})"
-    )
-    print(f"oracle |x - x_lesion_free|: test pixel AUPRC {oracle:.3f}")
-    y = data.y_test[lesion]
-    for kind in sorted(set(data.lesion_kind_test[lesion])):
-        sel = data.lesion_kind_test[lesion] == kind
-        print(
-            f"  {kind:>16s} n={sel.sum():3d}  baseline {_average_precision(y[sel], maps[sel]):.3f}"
-            f"  oracle {_average_precision(y[sel], difference[sel]):.3f}"
-        )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    _calibration_report(*(sys.argv[1:2] or ["small"]))
