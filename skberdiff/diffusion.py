@@ -105,7 +105,18 @@ class CounterRNG:
         self.seeds = _mix32(seeds & _M32)
 
     def to(self, device) -> "CounterRNG":
-        """Move the seeds to ``device``."""
+        """Move the seeds to ``device``.
+
+        Parameters
+        ----------
+        device : str or torch.device
+            Device to hold the seeds.
+
+        Returns
+        -------
+        rng : CounterRNG
+            A new generator with the same seeds on ``device``; ``self`` is unchanged.
+        """
         out = CounterRNG.__new__(CounterRNG)
         out.seeds = self.seeds.to(device)
         return out
@@ -114,7 +125,21 @@ class CounterRNG:
         return self.seeds.shape[0]
 
     def uniform(self, like: torch.Tensor, stream: int) -> torch.Tensor:
-        """U[0, 1) float32 numbers shaped like ``like`` (on its device)."""
+        """U[0, 1) float32 numbers shaped like ``like`` (on its device).
+
+        Parameters
+        ----------
+        like : torch.Tensor of shape (B, ...)
+            Tensor giving the shape and the device; its first axis must match the number of
+            seeds. Its values are not read.
+        stream : int
+            Stream index: different streams give independent numbers for the same seed.
+
+        Returns
+        -------
+        uniform : torch.Tensor of float32, same shape as ``like``
+            Numbers in ``[0, 1)`` on ``like``'s device.
+        """
         if like.shape[0] != self.seeds.shape[0]:
             raise ValueError(
                 f"CounterRNG has {self.seeds.shape[0]} seeds but the tensor has "
@@ -159,6 +184,22 @@ def linear_betas(n_timesteps: int = 1000, beta_start: float = 1e-4,
     The scaling keeps ``abar_T`` small for any ``T``; betas are capped at ``max_beta`` so
     that very short schedules (``T < 50``, used in tests) stay valid.
 
+    Parameters
+    ----------
+    n_timesteps : int, default=1000
+        Number of diffusion steps ``T``.
+    beta_start : float, default=1e-4
+        First beta for ``T = 1000`` (before the ``1000 / T`` scaling).
+    beta_end : float, default=0.02
+        Last beta for ``T = 1000`` (before the ``1000 / T`` scaling).
+    max_beta : float, default=0.999
+        Upper bound on every beta.
+
+    Returns
+    -------
+    betas : ndarray of shape (n_timesteps,), float64
+        ``betas[t - 1] = beta_t``.
+
     Examples
     --------
     >>> b = linear_betas(1000)
@@ -175,6 +216,22 @@ def cosine_betas(n_timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.
     """Cosine schedule of improved DDPM: ``abar(u) = cos(((u + s) / (1 + s)) pi / 2) ** 2``.
 
     ``squared=False`` drops the square (the reference code's "cosine" option).
+
+    Parameters
+    ----------
+    n_timesteps : int, default=1000
+        Number of diffusion steps ``T``.
+    s : float, default=0.008
+        Small offset that keeps ``beta_1`` away from 0.
+    max_beta : float, default=0.999
+        Upper bound on every beta.
+    squared : bool, default=True
+        Square the cosine (improved DDPM); ``False`` gives the reference code's variant.
+
+    Returns
+    -------
+    betas : ndarray of shape (n_timesteps,), float64
+        ``betas[t - 1] = beta_t``.
 
     Examples
     --------
@@ -290,6 +347,16 @@ def _per_sample(value, like: torch.Tensor) -> torch.Tensor | float:
 
 def flip_probability(alpha_bar):
     """Probability ``(1 - abar_t) / 2`` that the paper's forward process flips a bit (eq. 2).
+
+    Parameters
+    ----------
+    alpha_bar : float, ndarray or torch.Tensor
+        ``abar_t``.
+
+    Returns
+    -------
+    probability : float, ndarray or torch.Tensor
+        Flip probability, of the same type and shape as ``alpha_bar``.
 
     Examples
     --------
@@ -489,6 +556,18 @@ def reverse_step_probability(z_t: torch.Tensor, z0_hat: torch.Tensor, alpha_ts, 
 def predict_z0(z_t: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """``z~_0 = |z_t - eps_theta(z_t, t)|``: probability that each entry of ``z_0`` is 1.
 
+    Parameters
+    ----------
+    z_t : torch.Tensor of shape (B, C, H, W), {0, 1} float
+        Current latent.
+    flip : torch.Tensor of shape (B, C, H, W), values in [0, 1]
+        Predicted flip probabilities ``sigmoid(eps_theta(z_t, t))``.
+
+    Returns
+    -------
+    z0_probability : torch.Tensor of shape (B, C, H, W), values in [0, 1]
+        ``P(z_0 = 1 | z_t)``.
+
     Examples
     --------
     >>> predict_z0(torch.tensor([1.0, 0.0]), torch.tensor([0.25, 0.25])).tolist()
@@ -499,6 +578,20 @@ def predict_z0(z_t: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
 
 def sample_prior(shape, rng=None, device=None) -> torch.Tensor:
     """Draw ``z_T ~ B(1/2)`` (the stationary distribution of the paper's forward process).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the latent, e.g. ``(B, C, H, W)``.
+    rng : torch.Generator or CounterRNG, optional
+        Source of randomness (a :class:`CounterRNG` draws from its forward stream).
+    device : str or torch.device, optional
+        Device of the result; ``None`` means PyTorch's default device.
+
+    Returns
+    -------
+    z_T : torch.Tensor of shape ``shape``, {0, 1} float
+        Uniformly random bits.
 
     Examples
     --------
@@ -564,6 +657,12 @@ def diffusion_loss(flip_logits: torch.Tensor, target: torch.Tensor,
         ``z_t XOR z_0``.
     reduction : {"mean", "none"}, default="mean"
         ``"none"`` returns the per-sample loss (mean over C, H, W).
+
+    Returns
+    -------
+    loss : torch.Tensor, scalar or of shape (B,)
+        Loss in bits: the batch mean for ``reduction="mean"``, one value per sample for
+        ``reduction="none"``.
 
     Examples
     --------

@@ -767,9 +767,12 @@ def iter_brats_cases(
         Passed to :func:`load_brats_case` (``modalities``, ``slice_range``, ``pad_to``,
         ``clip_percentiles``, ``dtype``, ``label_name``, ``label_values``).
 
-    Yields
-    ------
-    case : BratsCase
+    Returns
+    -------
+    cases : iterator of BratsCase
+        Lazy iterator over the cases in sorted folder order; each case is loaded only when
+        the iteration reaches it. (The arguments are checked at the call, so this is a plain
+        function returning a generator, not a generator function.)
 
     Raises
     ------

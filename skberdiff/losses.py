@@ -52,6 +52,16 @@ def binarization_penalty(probabilities: torch.Tensor) -> torch.Tensor:
     down makes the binary code nearly deterministic, so that Bernoulli sampling of the code
     does not inject noise everywhere (see the design notes, findings.md).
 
+    Parameters
+    ----------
+    probabilities : torch.Tensor
+        Bernoulli probabilities ``sigmoid(E(x))`` of the latent bits, any shape.
+
+    Returns
+    -------
+    penalty : torch.Tensor, scalar
+        Mean of ``p (1 - p)``, in ``[0, 0.25]``.
+
     Examples
     --------
     >>> import torch
@@ -64,6 +74,17 @@ def binarization_penalty(probabilities: torch.Tensor) -> torch.Tensor:
 def hinge_discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
     """Hinge loss of the discriminator: ``mean(relu(1 - D(x))) + mean(relu(1 + D(x_hat)))``, halved.
 
+    Parameters
+    ----------
+    logits_real : torch.Tensor
+        Discriminator logits ``D(x)`` on real images.
+    logits_fake : torch.Tensor
+        Discriminator logits ``D(x_hat)`` on reconstructions.
+
+    Returns
+    -------
+    loss : torch.Tensor, scalar
+
     Examples
     --------
     >>> import torch
@@ -75,6 +96,15 @@ def hinge_discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tenso
 
 def generator_adversarial_loss(logits_fake: torch.Tensor) -> torch.Tensor:
     """Hinge generator loss ``-mean(D(x_hat))``.
+
+    Parameters
+    ----------
+    logits_fake : torch.Tensor
+        Discriminator logits ``D(x_hat)`` on reconstructions.
+
+    Returns
+    -------
+    loss : torch.Tensor, scalar
 
     Examples
     --------

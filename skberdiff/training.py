@@ -121,7 +121,15 @@ class ExponentialMovingAverage:
 
     @torch.no_grad()
     def update(self, module: nn.Module, step: int) -> None:
-        """Move the average towards ``module``'s current weights."""
+        """Move the average towards ``module``'s current weights.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+            Module being trained, with the same architecture as the tracked one.
+        step : int
+            Optimiser step (0-based), which sets the warm-up decay.
+        """
         decay = min(self.rate, (1.0 + step) / (10.0 + step))
         shadow = [p for p in self.module.parameters()]
         params = [p.detach() for p in module.parameters()]
@@ -131,11 +139,23 @@ class ExponentialMovingAverage:
             b_shadow.copy_(b)
 
     def state_dict(self):
-        """The averaged weights (for checkpoints)."""
+        """The averaged weights (for checkpoints).
+
+        Returns
+        -------
+        state : dict
+            State dict of the averaged module.
+        """
         return self.module.state_dict()
 
     def load_state_dict(self, state):
-        """Restore averaged weights saved by :meth:`state_dict`."""
+        """Restore averaged weights saved by :meth:`state_dict`.
+
+        Parameters
+        ----------
+        state : dict
+            State dict returned by :meth:`state_dict`.
+        """
         self.module.load_state_dict(state)
 
 
@@ -700,6 +720,21 @@ def encode_dataset(autoencoder: nn.Module, images, *, batch_size: int = 64, devi
     Caching these for a frozen autoencoder and sampling ``z ~ B(p)`` on the fly gives the same
     training distribution as re-encoding every batch, at a fraction of the cost.
 
+    Parameters
+    ----------
+    autoencoder : BinaryAutoencoder
+        Trained autoencoder (moved to ``device`` and put in eval mode).
+    images : array-like or torch.Tensor of shape (n, c, h, w)
+        Images to encode.
+    batch_size : int, default=64
+        Images encoded at once.
+    device : str or torch.device, default="auto"
+        Device that runs the encoder.
+    precision : {"fp32", "bf16", "fp16"}, default="fp32"
+        Autocast precision of the encoder (the result is float32 either way).
+    verbose : int, default=0
+        0 hides the progress bar.
+
     Returns
     -------
     probabilities : torch.Tensor of shape (n, latent_channels, h / f, w / f), float32
@@ -762,9 +797,32 @@ def train_diffusion(
     schedule : BernoulliSchedule, optional
         Noise schedule and forward process (``schedule.forward_process``); defaults to the
         linear schedule with T = 1000 and the paper's symmetric forward process.
-    n_iterations, batch_size, learning_rate, ema_rate, max_grad_norm, device, precision,
-    seed, verbose, checkpoint_path, checkpoint_every, log_every, callback
-        As in :func:`train_autoencoder` (EMA default 0.999 as the reference).
+    n_iterations : int, default=1000
+        Total optimiser steps (including steps done before a resume).
+    batch_size : int, default=32
+        Global batch size (split over processes under ``torchrun``).
+    learning_rate : float, default=1e-4
+        Adam learning rate.
+    ema_rate : float or None, default=0.999
+        EMA decay of the weights (0.999 as the reference); ``None`` or 0 disables the EMA.
+    max_grad_norm : float, optional
+        Clip the gradient norm.
+    device : str or torch.device, default="auto"
+        Training device.
+    precision : {"fp32", "bf16", "fp16"}, default="fp32"
+        Autocast precision of the forward pass (``"fp16"`` uses a gradient scaler, CUDA only).
+    seed : int, default=0
+        Seeds batch order, code sampling and noise (weights are initialised by the caller).
+    verbose : int, default=1
+        0 hides the progress bar.
+    checkpoint_path : str or path-like, optional
+        File for checkpoints; training resumes from it when it exists.
+    checkpoint_every : int, optional
+        Steps between checkpoints (a checkpoint is also written at the end and on Ctrl-C).
+    log_every : int, default=10
+        Steps between history entries (and host synchronisations).
+    callback : callable, optional
+        ``callback(step)`` after every step.
     validation_probabilities : torch.Tensor of shape (m, C, h, w), optional
         Encoder probabilities of held-out healthy images. Every ``validate_every`` steps
         the diffusion loss of the inference weights (EMA) on them is added to the history

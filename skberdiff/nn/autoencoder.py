@@ -176,11 +176,34 @@ class BinaryAutoencoder(nn.Module):
         return self.config["latent_channels"]
 
     def encode_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Pre-sigmoid latent logits ``E(x)`` of shape (B, latent_channels, h, w)."""
+        """Pre-sigmoid latent logits ``E(x)`` of shape (B, latent_channels, h, w).
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (B, in_channels, H, W)
+            Images; ``H`` and ``W`` are multiples of ``downsampling_factor``.
+
+        Returns
+        -------
+        logits : torch.Tensor of shape (B, latent_channels, h, w)
+            Latent logits, ``h = H / downsampling_factor`` and ``w = W /
+            downsampling_factor``.
+        """
         return self.to_logits(self.encoder(x))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Bernoulli probabilities ``sigmoid(E(x))`` of each latent bit, in (0, 1)."""
+        """Bernoulli probabilities ``sigmoid(E(x))`` of each latent bit, in (0, 1).
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (B, in_channels, H, W)
+            Images; ``H`` and ``W`` are multiples of ``downsampling_factor``.
+
+        Returns
+        -------
+        probabilities : torch.Tensor of shape (B, latent_channels, h, w)
+            Probability that each latent bit is 1, in (0, 1).
+        """
         return torch.sigmoid(self.encode_logits(x))
 
     @staticmethod
@@ -203,6 +226,12 @@ class BinaryAutoencoder(nn.Module):
             Used when ``uniform`` is not given.
         deterministic : bool, default=False
             Threshold at 0.5 instead of sampling.
+
+        Returns
+        -------
+        code : torch.Tensor, same shape and dtype as ``probabilities``
+            Binary code in {0, 1}; carries the straight-through gradient when
+            ``probabilities`` requires grad.
         """
         if deterministic:
             hard = (probabilities > 0.5).to(probabilities.dtype)
@@ -217,7 +246,19 @@ class BinaryAutoencoder(nn.Module):
         return hard
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Decode binary (or soft) codes of shape (B, latent_channels, h, w) to images."""
+        """Decode binary (or soft) codes of shape (B, latent_channels, h, w) to images.
+
+        Parameters
+        ----------
+        z : torch.Tensor of shape (B, latent_channels, h, w)
+            Binary code, or soft values in [0, 1].
+
+        Returns
+        -------
+        x_hat : torch.Tensor of shape (B, in_channels, H, W)
+            Reconstruction, ``H = h * downsampling_factor`` (no output activation; clamp
+            to [0, 1] at inference).
+        """
         embedded = torch.einsum("bchw,cd->bdhw", z, self.codebook.weight)
         return self.decoder(embedded)
 

@@ -144,6 +144,22 @@ def build_discriminator(preset: str = "paper", in_channels: int = 4, *, seed: in
                         **overrides):
     """Build the PatchGAN discriminator used by the optional adversarial loss.
 
+    Parameters
+    ----------
+    preset : {"paper", "small", "tiny"}, default="paper"
+        Architecture preset.
+    in_channels : int, default=4
+        Image channels.
+    seed : int, default=None
+        Seed of the weight initialisation (global RNG untouched). ``None`` uses (and
+        advances) the global RNG like any torch module.
+    **overrides
+        Any :class:`~skberdiff.nn.PatchDiscriminator` keyword (e.g. ``n_layers``).
+
+    Returns
+    -------
+    discriminator : PatchDiscriminator
+
     Examples
     --------
     >>> count_parameters(build_discriminator("paper", 4))
@@ -155,6 +171,16 @@ def build_discriminator(preset: str = "paper", in_channels: int = 4, *, seed: in
 
 def count_parameters(module) -> int:
     """Number of parameters of a module (trainable or not).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Any PyTorch module.
+
+    Returns
+    -------
+    n_parameters : int
+        Total number of elements of its parameters.
 
     Examples
     --------
