@@ -95,14 +95,13 @@ BENCHMARK_PRESETS = {
     ),
     "small": dict(
         data=dict(size="small", n_train=1200), n_calibration=32,
-        detector=dict(preset="small", autoencoder_iterations=3000, diffusion_iterations=12000,
+        detector=dict(preset="small", autoencoder_iterations=3000, diffusion_iterations=10000,
                       autoencoder_batch_size=16, diffusion_batch_size=32,
                       autoencoder_learning_rate=1e-3, diffusion_learning_rate=5e-4),
-        reference_autoencoder=dict(preset="small", params=dict(
-            width_multipliers=(1, 2, 2, 4), latent_channels=64, embed_dim=64),
-            iterations=2000, batch_size=16, learning_rate=1e-3),
-        grid_noise_levels=PAPER_NOISE_LEVELS, grid_mask_thresholds=(0.0, 0.3, 0.5, 0.7),
-        posteriors=("paper", "marginal"), step_counts=(100, 50, 20, 10), n_timing=4,
+        reference_autoencoder=dict(preset="small-x8", params={}, iterations=2000,
+                                   batch_size=16, learning_rate=1e-3),
+        grid_noise_levels=(100, 200, 300), grid_mask_thresholds=(0.0, 0.2, 0.5),
+        posteriors=("paper", "marginal"), step_counts=(100, 50, 20), n_timing=4,
         batch_size=32, n_qualitative=4,
     ),
     # The paper's networks and recipe (Sec. 4): AE batch 6 (lr 4.5e-6 x batch as in the

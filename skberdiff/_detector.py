@@ -30,7 +30,7 @@ from ._validation import (
     check_real,
 )
 from .diffusion import FINAL_STEPS, FORWARD_PROCESSES, POSTERIORS, make_schedule
-from .nn import BinaryAutoencoder, EpsUNet
+from .nn import PRESETS, BinaryAutoencoder, EpsUNet
 from .postprocessing import RECIPES, foreground_region, get_recipe
 
 __all__ = ["MaskedBernoulliDiffusionDetector", "DetectionResult", "LatentRestoration", "load"]
@@ -174,11 +174,13 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
 
     Parameters
     ----------
-    preset : {"paper", "small", "tiny"}, default="small"
+    preset : {"paper", "small", "small-x8", "tiny"}, default="small"
         Architecture preset (training-time). ``"paper"`` reproduces the paper's networks
         (UNet 36.0M, autoencoder 4.1M parameters, 256x256 images -> 128x32x32 latents) and
-        needs a GPU; ``"small"`` suits 64x64 to 128x128 images on a CPU; ``"tiny"`` fits
-        1-channel 32x32 images in seconds (tests, examples).
+        needs a GPU; ``"small"`` suits 64x64 to 128x128 images on a CPU (x4 autoencoder that
+        copies about half of a lesion, as the paper's regime needs); ``"small-x8"`` is the
+        earlier, coarser small preset; ``"tiny"`` fits 1-channel 32x32 images in seconds
+        (tests, examples). Sizes and costs: :mod:`skberdiff.nn.presets`.
     autoencoder_params : dict, default=None
         Overrides of the autoencoder preset, e.g. ``{"latent_channels": 32}``
         (training-time; see :class:`skberdiff.nn.BinaryAutoencoder`).
@@ -472,7 +474,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ parameter checks
     def _check_training_params(self):
-        check_choice(self.preset, "preset", ("paper", "small", "tiny"))
+        check_choice(self.preset, "preset", PRESETS)
         for name in ("autoencoder_params", "unet_params"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, dict):

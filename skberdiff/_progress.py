@@ -22,6 +22,16 @@ def _is_terminal(stream) -> bool:
         return False
 
 
+def _in_notebook(bar_class) -> bool:
+    """Whether ``tqdm.auto`` picked its notebook bar.
+
+    In a notebook ``tqdm.auto.tqdm`` is a class *defined in* ``tqdm.auto`` that derives
+    from ``tqdm.notebook.tqdm``, so its own ``__module__`` never says "notebook": look at
+    its bases.
+    """
+    return any(cls.__module__.startswith("tqdm.notebook") for cls in bar_class.__mro__)
+
+
 def progress(iterable=None, *, verbose=True, **kwargs):
     """A tqdm bar over ``iterable`` (or a manual one with ``total=``), off when not verbose.
 
@@ -50,7 +60,7 @@ def progress(iterable=None, *, verbose=True, **kwargs):
     """
     kwargs.setdefault("disable", not verbose)
     stream = kwargs.get("file") or sys.stderr
-    in_notebook = "notebook" in getattr(tqdm, "__module__", "")
+    in_notebook = _in_notebook(tqdm)
     if "mininterval" not in kwargs:
         if os.environ.get("TQDM_MININTERVAL"):
             kwargs["mininterval"] = float(os.environ["TQDM_MININTERVAL"])

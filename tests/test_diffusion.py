@@ -32,7 +32,7 @@ alpha = st.floats(1e-6, 1.0 - 1e-6, allow_nan=False)
 
 
 def test_linear_schedule_reference_values():
-    # algorithm.md section 2: values of the 0-based array at index i = paper time i + 1.
+    # Reference values of the 0-based array of the public code at index i = paper time i + 1.
     ab = SCHEDULE.alpha_bar
     assert ab[0] == 1.0
     for i, expected in [(100, 0.8951), (200, 0.6563), (300, 0.3940), (400, 0.1936),

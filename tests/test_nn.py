@@ -14,11 +14,35 @@ from skberdiff.nn.unet import timestep_embedding
 
 
 def test_paper_parameter_counts_match_the_paper():
-    # algorithm.md section 14: the paper's UNet, and its autoencoder without the reference's
-    # unused log-sigma head and never-applied identity skip convolutions.
+    # The paper's UNet, and its autoencoder without the reference's unused log-sigma head
+    # (9,380 parameters) and never-applied identity skip convolutions (143,712): the
+    # reference counts 4,256,808 with them.
     assert count_parameters(build_unet("paper", latent_channels=128)) == 36_034_432
     assert count_parameters(build_autoencoder("paper", in_channels=4)) == 4_103_716
     assert count_parameters(build_discriminator("paper", in_channels=4)) == 2_766_657
+
+
+def test_small_preset_sizes_stated_in_the_presets_docstring():
+    from skberdiff.nn import PRESETS
+
+    assert set(PRESETS) == set(AUTOENCODER_PRESETS) == set(UNET_PRESETS)
+    ae = build_autoencoder("small", 4)
+    assert count_parameters(ae) == 945_572 and ae.downsampling_factor == 4
+    assert count_parameters(build_unet("small", ae.latent_channels)) == 1_149_152
+    x8 = build_autoencoder("small-x8", 4)
+    assert count_parameters(x8) == 715_668 and x8.downsampling_factor == 8
+
+
+def test_seeded_builds_never_touch_the_global_rng_and_keep_zero_inits():
+    torch.manual_seed(0)
+    state = torch.random.get_rng_state()
+    a = build_unet("tiny", seed=4)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                  build_unet("tiny", seed=4).state_dict().values()))
+    assert not build_unet("tiny", seed=5).input_blocks[0][0].weight.equal(
+        a.input_blocks[0][0].weight)
+    assert float(a.out[-1].weight.abs().sum()) == 0.0  # guided-diffusion's zero init kept
 
 
 def test_paper_autoencoder_maps_256_images_to_128x32x32_latents():

@@ -55,3 +55,21 @@ def test_detector_is_silent_with_verbose_0(capsys):
     det.score_samples(X[:2])
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+def test_notebook_bars_are_recognised_through_their_bases():
+    from tqdm import std
+
+    from skberdiff._progress import _in_notebook
+
+    class NotebookBar(std.tqdm):
+        pass
+
+    NotebookBar.__module__ = "tqdm.notebook"
+
+    class AutoBar(NotebookBar):  # what tqdm.auto builds in a notebook
+        pass
+
+    AutoBar.__module__ = "tqdm.auto"
+    assert _in_notebook(AutoBar)
+    assert not _in_notebook(std.tqdm)

@@ -4,6 +4,7 @@ from .autoencoder import BinaryAutoencoder, PatchDiscriminator
 from .lpips import LPIPS, perceptual_loss
 from .presets import (
     AUTOENCODER_PRESETS,
+    PRESETS,
     UNET_PRESETS,
     build_autoencoder,
     build_discriminator,
@@ -13,6 +14,7 @@ from .presets import (
 from .unet import EpsUNet
 
 __all__ = [
+    "PRESETS",
     "AUTOENCODER_PRESETS",
     "UNET_PRESETS",
     "BinaryAutoencoder",
