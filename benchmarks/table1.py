@@ -414,19 +414,32 @@ def measure_per_image(kind, obj, X, device, workdir, params=None, memory=True):
 
 
 # --------------------------------------------------------------------------- reference AE
-def reference_autoencoder_detector(settings, data, seed, device, verbose):
+def _train_reference_autoencoder(X_train, reference, seed, device):
+    """Weights (CPU) of the x8 reference autoencoder trained on ``X_train`` (cacheable)."""
+    ae = build_autoencoder(reference["preset"], X_train.shape[1], seed=seed,
+                           **reference.get("params", {}))
+    result = train_autoencoder(ae, X_train, n_iterations=reference["iterations"],
+                               batch_size=reference["batch_size"],
+                               learning_rate=reference["learning_rate"], device=device,
+                               seed=seed, verbose=0)
+    return result.inference_model.config, {
+        k: v.detach().cpu() for k, v in result.inference_model.state_dict().items()}
+
+
+def reference_autoencoder_detector(settings, data, seed, device, memory=None):
     """A detector around the x8 autoencoder of the earlier small preset, trained alone."""
-    ref = settings["reference_autoencoder"]
-    ae = build_autoencoder(ref["preset"], data.X_train.shape[1], seed=seed,
-                           **ref.get("params", {}))
-    result = train_autoencoder(ae, data.X_train, n_iterations=ref["iterations"],
-                               batch_size=ref["batch_size"], learning_rate=ref["learning_rate"],
-                               device=device, seed=seed, verbose=int(verbose > 1))
-    ae = result.inference_model
+    from joblib import Memory
+
+    from skberdiff.nn import BinaryAutoencoder
+
+    train = Memory(memory, verbose=0).cache(_train_reference_autoencoder, ignore=["device"])
+    config, state = train(data.X_train, settings["reference_autoencoder"], seed, str(device))
+    ae = BinaryAutoencoder(**config)
+    ae.load_state_dict(state)
     # The UNet is never run: only encode/decode are used for this row.
     unet = build_unet("tiny", ae.latent_channels, seed=seed, channel_multipliers=(1,))
     return MaskedBernoulliDiffusionDetector.from_networks(
-        ae, unet, spatial_shape=data.X_train.shape[2:], seed=seed, device=str(device),
+        ae.eval(), unet, spatial_shape=data.X_train.shape[2:], seed=seed, device=str(device),
         batch_size=settings["batch_size"])
 
 
@@ -614,7 +627,7 @@ def run_table1(*, preset="small", quick=False, image_size=None, seed=0, out="res
     det_x8 = None
     if settings.get("reference_autoencoder"):
         t0 = time.perf_counter()
-        det_x8 = reference_autoencoder_detector(settings, data, seed, run_device, verbose)
+        det_x8 = reference_autoencoder_detector(settings, data, seed, run_device, memory)
         timings["reference_autoencoder_fit_s"] = time.perf_counter() - t0
         parts = layout.split(autoencoder_outputs(det_x8, layout.X))
         methods["autoencoder_only_x8"] = evaluate_on_test(parts, data, defaults["image_score"])
