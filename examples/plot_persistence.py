@@ -29,6 +29,7 @@ import skberdiff
 from skberdiff import MaskedBernoulliDiffusionDetector
 from skberdiff.datasets import make_toy_images
 from skberdiff.exceptions import UnsafeModelFileError
+from skberdiff.plotting import plot_qualitative
 
 X_train, _ = make_toy_images(48, image_size=32, random_state=0)
 X_new, masks = make_toy_images(4, image_size=32, anomaly_fraction=1.0, random_state=1)
@@ -96,17 +97,14 @@ except UnsafeModelFileError as exc:
 # %%
 # The reloaded detector in use
 # ----------------------------
-maps = from_file.anomaly_map(X_new)
-fig, axes = plt.subplots(2, 4, figsize=(8, 4.2))
-for col in range(4):
-    axes[0, col].imshow(X_new[col, 0], cmap="gray")
-    axes[0, col].contour(masks[col], levels=[0.5], colors="c", linewidths=0.8)
-    axes[1, col].imshow(maps[col], cmap="inferno")
-    for ax in axes[:, col]:
-        ax.set_axis_off()
-axes[0, 0].set_title("input + true outline", fontsize=9, loc="left")
-axes[1, 0].set_title("map of the reloaded detector", fontsize=9, loc="left")
-fig.tight_layout()
+result = from_file.detect(X_new)
+fig = plot_qualitative(X_new, {"(reloaded)": result.reconstruction}, result.anomaly_map,
+                       result.mask, masks, title="outputs of the reloaded detector")
+
+# The figure is built without pyplot; hand it to pyplot to show it (and for the gallery).
+manager = plt.figure().canvas.manager
+manager.canvas.figure = fig
+fig.set_canvas(manager.canvas)
 plt.show()
 
 workdir.cleanup()

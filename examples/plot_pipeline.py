@@ -27,6 +27,7 @@ from sklearn.pipeline import Pipeline
 from skberdiff import MaskedBernoulliDiffusionDetector
 from skberdiff.datasets import make_toy_images
 from skberdiff.metrics import pixel_auprc, pixel_scores
+from skberdiff.plotting import plot_qualitative
 from skberdiff.preprocessing import IntensityScaler, PadCrop, pad_or_crop
 
 rng = np.random.default_rng(0)
@@ -73,18 +74,21 @@ print({name: round(value, 3) for name, value in scores.items()})
 # Pipeline steps transform images, so pixel outputs come from the detector itself; the
 # ``PadCrop`` step then removes the padding again.
 X_ready = pipe[:-1].transform(X_test)
-maps = pipe.named_steps["pad"].inverse_transform(pipe[-1].anomaly_map(X_ready))
+result = pipe[-1].detect(X_ready)
+pad = pipe.named_steps["pad"]
+maps = pad.inverse_transform(result.anomaly_map)
 print("maps:", maps.shape, "| AUPRC in the input frame:",
       round(pixel_auprc(y_test, maps), 3))
 
-fig, axes = plt.subplots(2, 4, figsize=(8, 4.2))
-for col in range(4):
-    axes[0, col].imshow(X_test[col, 0], cmap="gray")
-    axes[0, col].contour(y_test[col], levels=[0.5], colors="c", linewidths=0.8)
-    axes[1, col].imshow(maps[col], cmap="inferno")
-    for ax in axes[:, col]:
-        ax.set_axis_off()
-axes[0, 0].set_title("raw input + true outline", fontsize=9, loc="left")
-axes[1, 0].set_title("anomaly map (30x30)", fontsize=9, loc="left")
-fig.tight_layout()
+# The panel shows the scaled input (``pad.inverse_transform`` of the steps' output) and
+# the detector's outputs, all cropped back to 30x30.
+fig = plot_qualitative(pad.inverse_transform(X_ready),
+                       {"": pad.inverse_transform(result.reconstruction)}, maps,
+                       pad.inverse_transform(result.mask), y_test, rows=range(4),
+                       channel_name="scaled", title="back in the input frame (30x30)")
+
+# The figure is built without pyplot; hand it to pyplot to show it (and for the gallery).
+manager = plt.figure().canvas.manager
+manager.canvas.figure = fig
+fig.set_canvas(manager.canvas)
 plt.show()

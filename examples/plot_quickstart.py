@@ -24,6 +24,7 @@ import numpy as np
 from skberdiff import MaskedBernoulliDiffusionDetector
 from skberdiff.datasets import make_mni_benchmark
 from skberdiff.metrics import dice_score, image_auroc, pixel_auprc
+from skberdiff.plotting import plot_qualitative
 
 data = make_mni_benchmark(size="tiny", n_train=64, n_test_lesion=8, n_test_healthy=8,
                           difficulty="easy", random_state=0)
@@ -73,18 +74,15 @@ print("predict (+1 normal, -1 anomalous):", det.predict(data.X_test))
 # %%
 # Look at a few lesion slices
 # ---------------------------
-flair = data.channel_names.index("flair_like")
-rows = np.flatnonzero(lesion)[:3]
-columns = ["input (FLAIR-like)", "reconstruction", "anomaly map", "predicted mask",
-           "ground truth"]
-fig, axes = plt.subplots(len(rows), len(columns), figsize=(10, 2.2 * len(rows)))
-for r, i in enumerate(rows):
-    images = [data.X_test[i, flair], result.reconstruction[i, flair],
-              result.anomaly_map[i], result.mask[i], data.y_test[i]]
-    for c, image in enumerate(images):
-        axes[r, c].imshow(image, cmap="inferno" if c == 2 else "gray")
-        axes[r, c].set_axis_off()
-        if r == 0:
-            axes[r, c].set_title(columns[c], fontsize=9)
-fig.tight_layout()
+# :func:`~skberdiff.plotting.plot_qualitative` draws the paper's Figure 2 layout: input,
+# pseudo-healthy reconstruction, anomaly map, predicted mask and ground truth.
+fig = plot_qualitative(data.X_test, {"(pseudo-healthy)": result.reconstruction},
+                       result.anomaly_map, result.mask, data.y_test,
+                       channel=data.channel_names.index("flair_like"),
+                       channel_name="FLAIR-like", rows=np.flatnonzero(lesion)[:3])
+
+# The figure is built without pyplot; hand it to pyplot to show it (and for the gallery).
+manager = plt.figure().canvas.manager
+manager.canvas.figure = fig
+fig.set_canvas(manager.canvas)
 plt.show()
