@@ -47,7 +47,8 @@ TRAINING_PARAMS = (
 )
 # Parameters that only change how a trained model is applied: never retrain for them.
 INFERENCE_PARAMS = (
-    "noise_level", "mask_threshold", "n_steps", "final_step", "posterior", "image_score",
+    "noise_level", "mask_threshold", "n_steps", "n_draws", "final_step", "posterior",
+    "image_score",
     "postprocessing", "median_size", "min_component_size", "pixel_threshold",
     "pixel_quantile", "contamination", "batch_size",
 )
@@ -62,11 +63,11 @@ IMAGE_SCORES = ("masked_fraction", "masked_unflipped_fraction", "denoising_loss"
                 "mean_flip_probability", "map_mean", "map_max")
 OUTPUTS = ("score", "anomaly_map", "mask", "reconstruction", "latent_anomaly_map")
 # Inference parameters each calibrated threshold depends on.
-_OFFSET_DEPENDS_ON = ("noise_level", "mask_threshold", "n_steps", "final_step", "posterior",
-                      "image_score", "contamination")
+_OFFSET_DEPENDS_ON = ("noise_level", "mask_threshold", "n_steps", "n_draws", "final_step",
+                      "posterior", "image_score", "contamination")
 _MAP_DEPENDS_ON = ("postprocessing", "median_size")
-_PIXEL_DEPENDS_ON = ("noise_level", "mask_threshold", "n_steps", "final_step", "posterior",
-                     "pixel_threshold", "pixel_quantile") + _MAP_DEPENDS_ON
+_PIXEL_DEPENDS_ON = ("noise_level", "mask_threshold", "n_steps", "n_draws", "final_step",
+                     "posterior", "pixel_threshold", "pixel_quantile") + _MAP_DEPENDS_ON
 # Share of latent positions averaged by the "denoising_loss" image score (the worst ones).
 _TOP_FRACTION = 0.05
 # Inputs must be scaled to [0, 1]; beyond these bounds they are refused as unnormalised.
@@ -240,6 +241,11 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
     n_steps : int or None, default=None
         Denoising steps; ``None`` runs all ``L`` steps as the paper; fewer steps skip
         through the exact skip-step posterior (inference-time; faster, approximate).
+    n_draws : int, default=1
+        Independent restorations per image, with different noise, whose reconstructions
+        (and image scores) are averaged (inference-time). The paper uses one; more draws
+        average out the sampling noise of the restored healthy regions at ``n_draws``
+        times the cost. :meth:`restore_latent` reports the first draw.
     final_step : {"paper", "reference"}, default="paper"
         Last step as Algorithm 1 (stitched, binary) or as the public code (soft,
         unstitched) (inference-time).
@@ -409,6 +415,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         noise_level=200,
         mask_threshold=0.5,
         n_steps=None,
+        n_draws=1,
         final_step="paper",
         posterior="paper",
         image_score="masked_fraction",
@@ -453,6 +460,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         self.noise_level = noise_level
         self.mask_threshold = mask_threshold
         self.n_steps = n_steps
+        self.n_draws = n_draws
         self.final_step = final_step
         self.posterior = posterior
         self.image_score = image_score
@@ -497,8 +505,8 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
             check_real(getattr(self, name), name, low=0.0, high=1.0, include_high=False,
                        allow_none=True)
         check_probability(self.calibration_fraction, "calibration_fraction", high=0.9)
-        _cache.resolve_seed(self.random_state if isinstance(self.random_state, numbers.Integral)
-                            or self.random_state is None else 0)
+        if not isinstance(self.random_state, (np.random.RandomState, np.random.Generator)):
+            _cache.resolve_seed(self.random_state)  # type and sign; generators are drawn in fit
         if self.image_shape is not None:
             shape = tuple(self.image_shape) if isinstance(self.image_shape, (tuple, list)) \
                 else None
@@ -512,6 +520,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         check_noise_level(self.noise_level, self.diffusion_steps)
         check_probability(self.mask_threshold, "mask_threshold")
         check_int(self.n_steps, "n_steps", low=1, high=int(self.noise_level), allow_none=True)
+        check_int(self.n_draws, "n_draws", low=1, high=64)
         check_choice(self.final_step, "final_step", FINAL_STEPS)
         check_choice(self.posterior, "posterior", POSTERIORS)
         check_choice(self.image_score, "image_score", IMAGE_SCORES)
@@ -548,7 +557,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         return _runtime.InferenceSettings(
             noise_level=int(self.noise_level), mask_threshold=float(self.mask_threshold),
             n_steps=None if self.n_steps is None else int(self.n_steps),
-            final_step=self.final_step, posterior=self.posterior,
+            n_draws=int(self.n_draws), final_step=self.final_step, posterior=self.posterior,
             batch_size=int(self.batch_size), precision=check_precision(self.precision, device),
             compile=self.compile, verbose=int(self.verbose))
 

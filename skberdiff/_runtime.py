@@ -54,6 +54,8 @@ class InferenceSettings:
         ``"paper"`` or ``"reference"``.
     posterior : str
         ``"paper"`` or ``"marginal"``.
+    n_draws : int
+        Independent restorations averaged per image.
     batch_size : int
         Images per batch (halved on GPU out-of-memory).
     precision : str
@@ -69,6 +71,7 @@ class InferenceSettings:
     n_steps: int | None
     final_step: str
     posterior: str
+    n_draws: int
     batch_size: int
     precision: str
     compile: object
@@ -214,8 +217,20 @@ def _latent_loss(denoise, restored, code, rng, schedule, noise_level):
     return torch.stack(maps).mean(0)
 
 
+def _draw_seeds(seeds, draw):
+    """Per-image seeds of restoration draw ``draw`` (draw 0 keeps the image seeds)."""
+    if draw == 0:
+        return seeds
+    return seeds ^ ((int(draw) * 0x9E3779B97F4A7C15) & 0x7FFFFFFFFFFFFFFF)
+
+
 def _run_batch(networks, x, seeds, settings, device, *, keep_latents, decode, latent_loss):
-    """Encode, restore, score and (if needed) decode one batch; tensors stay on ``device``."""
+    """Encode, restore, score and (if needed) decode one batch; tensors stay on ``device``.
+
+    With ``settings.n_draws > 1`` the restoration runs that many times with independent
+    noise from the same code; reconstructions and image scores are averaged (the latent
+    outputs and the latent loss are those of the first draw).
+    """
     ae, unet, schedule = networks
     net = _inference_unet(unet, settings.compile, device)
     precision = settings.precision
@@ -225,26 +240,37 @@ def _run_batch(networks, x, seeds, settings, device, *, keep_latents, decode, la
         with autocast(device, precision):
             return net(z_t, model_t)
 
+    n_draws = int(settings.n_draws)
     with torch.inference_mode():
         probabilities, code = encode_codes(ae, x, rng, device, precision)
-        restored = masked_restoration(
-            denoise, code, schedule=schedule, noise_level=settings.noise_level,
-            mask_threshold=settings.mask_threshold, n_steps=settings.n_steps,
-            final_step=settings.final_step, posterior=settings.posterior, rng=rng)
-        out = {
-            "masked_fraction": restored.masked_fraction,
-            "masked_unflipped_fraction":
-                (restored.mask & ~restored.injected).flatten(1).float().mean(1),
-            "mean_flip_probability": restored.mean_flip.mean(0),
-            "x_hat": decode_codes(ae, restored.latent, device, precision) if decode else None,
-            "latent_loss": (_latent_loss(denoise, restored, code, rng, schedule,
-                                         settings.noise_level) if latent_loss else None),
-        }
+        sums = {}
+        for draw in range(n_draws):
+            draw_rng = rng if draw == 0 else CounterRNG(_draw_seeds(seeds, draw)).to(device)
+            restored = masked_restoration(
+                denoise, code, schedule=schedule, noise_level=settings.noise_level,
+                mask_threshold=settings.mask_threshold, n_steps=settings.n_steps,
+                final_step=settings.final_step, posterior=settings.posterior, rng=draw_rng)
+            values = {
+                "masked_fraction": restored.masked_fraction,
+                "masked_unflipped_fraction":
+                    (restored.mask & ~restored.injected).flatten(1).float().mean(1),
+                "mean_flip_probability": restored.mean_flip.mean(0),
+                "x_hat": (decode_codes(ae, restored.latent, device, precision) if decode
+                          else None),
+            }
+            for key, value in values.items():
+                if value is not None:
+                    sums[key] = value if key not in sums else sums[key] + value
+            if draw == 0:
+                first = restored
+        out = {key: value / n_draws if n_draws > 1 else value for key, value in sums.items()}
+        out.setdefault("x_hat", None)
+        out["latent_loss"] = (_latent_loss(denoise, first, code, rng, schedule,
+                                           settings.noise_level) if latent_loss else None)
     if keep_latents:
-        out.update(code=code, probabilities=probabilities, restored=restored.latent,
-                   mask=restored.mask, injected=restored.injected,
-                   mean_flip=restored.mean_flip.T,
-                   step_masked_fraction=restored.step_masked_fraction.T)
+        out.update(code=code, probabilities=probabilities, restored=first.latent,
+                   mask=first.mask, injected=first.injected, mean_flip=first.mean_flip.T,
+                   step_masked_fraction=first.step_masked_fraction.T)
     return out
 
 

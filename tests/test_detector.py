@@ -575,3 +575,28 @@ def test_outputs_for_a_fixed_seed_match_recorded_values(data):
     np.testing.assert_allclose(result.anomaly_map.reshape(3, -1).sum(1),
                                [3.38029, 6.3851, 3.58265], rtol=1e-4)
     assert det.seed_ == 0
+
+
+def test_n_draws_averages_independent_restorations(fitted, data, monkeypatch):
+    det = pickle.loads(pickle.dumps(fitted)).set_params(n_draws=3, mask_threshold=0.2)
+    calls = []
+    original = _runtime.masked_restoration
+
+    def spy(*args, **kwargs):
+        result = original(*args, **kwargs)
+        calls.append(result)
+        return result
+
+    monkeypatch.setattr(_runtime, "masked_restoration", spy)
+    result = det.detect(data[1][:2], ("reconstruction", "score"))
+    assert len(calls) == 3  # three draws of the one batch
+    assert not torch.equal(calls[0].latent, calls[1].latent)  # independent noise
+    fractions = torch.stack([c.masked_fraction for c in calls]).mean(0).double().numpy()
+    np.testing.assert_allclose(result.masked_fraction, fractions, rtol=1e-6)
+    decoded = torch.stack([det.autoencoder_.decode(c.latent).clamp(0, 1) for c in calls])
+    np.testing.assert_allclose(result.reconstruction, decoded.mean(0).numpy(), atol=1e-5)
+    # One draw is the default and reproduces the single-draw outputs exactly.
+    single = pickle.loads(pickle.dumps(fitted)).set_params(mask_threshold=0.2)
+    monkeypatch.setattr(_runtime, "masked_restoration", original)
+    first = single.detect(data[1][:2], ("reconstruction",)).reconstruction
+    np.testing.assert_allclose(first, decoded[0].numpy(), atol=1e-6)
