@@ -162,3 +162,17 @@ def test_script_help():
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert "--quick" in result.stdout and "--validation-only" in result.stdout
+
+
+def test_autoencoder_regime_script_reports_the_diagnostics(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "autoencoder_regime", os.path.join(ROOT, "benchmarks", "autoencoder_regime.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "regime.json"
+    assert module.main(["--configs", '[{"name": "t", "preset": "tiny"}]', "--iterations", "3",
+                        "--n-train", "16", "--out", str(out), "--quiet"]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["downsampling_factor"] == 4 and row["latent_bits"] == 16 * 16 * 16
+    assert np.isfinite(row["lesion_retention"]) and row["psnr_healthy"] > 0
+    assert 0 <= row["auprc_autoencoder_alone_val"] <= 1
