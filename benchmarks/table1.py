@@ -179,10 +179,17 @@ def make_data(settings, seed, image_size=None):
 
 
 def make_detector(settings, seed, device, verbose, memory, **params):
-    """The benchmark's detector: preset training settings, estimator inference defaults."""
+    """The benchmark's detector: preset training settings, estimator inference defaults.
+
+    With a cache folder, training also checkpoints beside it, so an interrupted run
+    resumes where it stopped.
+    """
+    checkpoints = None if memory is None else os.path.join(os.path.dirname(memory),
+                                                           "checkpoints")
     return MaskedBernoulliDiffusionDetector(
         **{**settings["detector"], **params}, batch_size=settings["batch_size"], device=device,
-        random_state=seed, verbose=1 if verbose > 1 else 0, memory=memory)
+        random_state=seed, verbose=1 if verbose > 1 else 0, memory=memory,
+        checkpoint_dir=checkpoints)
 
 
 # --------------------------------------------------------------------------- method outputs
