@@ -21,3 +21,21 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def count_trainings(monkeypatch):
+    """Count the autoencoder trainings (one per network training) with a clean cache."""
+    from skberdiff import clear_network_cache, training
+
+    calls = []
+    original = training.train_autoencoder
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_autoencoder", counting)
+    clear_network_cache()
+    yield calls
+    clear_network_cache()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from skberdiff import MaskedBernoulliDiffusionDetector, _cache, clear_network_cache, training
+from skberdiff import MaskedBernoulliDiffusionDetector, _cache, clear_network_cache
 from skberdiff.datasets import make_toy_images
 
 TINY = dict(preset="tiny", autoencoder_iterations=6, diffusion_iterations=6,
@@ -17,21 +17,6 @@ TINY = dict(preset="tiny", autoencoder_iterations=6, diffusion_iterations=6,
 @pytest.fixture(scope="module")
 def X():
     return make_toy_images(20, image_size=32, random_state=0)[0]
-
-
-@pytest.fixture
-def count_trainings(monkeypatch):
-    calls = []
-    original = training.train_autoencoder
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_autoencoder", counting)
-    clear_network_cache()
-    yield calls
-    clear_network_cache()
 
 
 def test_seed_streams_are_independent_and_reproducible():

@@ -21,7 +21,6 @@ from skberdiff import (
     clear_network_cache,
     dice_scorer,
     pixel_scores,
-    training,
 )
 from skberdiff.datasets import make_toy_images
 
@@ -42,20 +41,6 @@ def data():
 def fitted(data):
     clear_network_cache()
     return MaskedBernoulliDiffusionDetector(**TINY).fit(data[0])
-
-
-@pytest.fixture
-def count_trainings(monkeypatch):
-    calls = []
-    original = training.train_autoencoder
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_autoencoder", counting)
-    clear_network_cache()
-    return calls
 
 
 def test_parameter_groups_cover_every_constructor_argument():

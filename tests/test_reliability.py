@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import skberdiff
-from skberdiff import MaskedBernoulliDiffusionDetector, clear_network_cache, training
+from skberdiff import MaskedBernoulliDiffusionDetector, clear_network_cache
 from skberdiff.datasets import make_toy_images
 from skberdiff.exceptions import TrainingDivergedError
 from skberdiff.nn import build_autoencoder, build_discriminator, build_unet
@@ -41,21 +41,6 @@ def X():
 @pytest.fixture(scope="module")
 def fitted(X):
     return MaskedBernoulliDiffusionDetector(**TINY).fit(X)
-
-
-@pytest.fixture
-def count_trainings(monkeypatch):
-    calls = []
-    original = training.train_autoencoder
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_autoencoder", counting)
-    clear_network_cache()
-    yield calls
-    clear_network_cache()
 
 
 # --------------------------------------------------------------------------- 2. scaling
