@@ -176,3 +176,14 @@ def test_autoencoder_regime_script_reports_the_diagnostics(tmp_path):
     assert row["downsampling_factor"] == 4 and row["latent_bits"] == 16 * 16 * 16
     assert np.isfinite(row["lesion_retention"]) and row["psnr_healthy"] > 0
     assert 0 <= row["auprc_autoencoder_alone_val"] <= 1
+
+
+def test_summary_of_several_runs(tiny_run):
+    spec = importlib.util.spec_from_file_location(
+        "summarize", os.path.join(ROOT, "benchmarks", "summarize.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results, _, _ = tiny_run
+    text = module.summarize([results, results])
+    assert "| autoencoder_only |" in text and "Paired differences" in text
+    assert text.count("| 0 |") == 2  # one validation row per run
