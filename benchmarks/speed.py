@@ -57,7 +57,8 @@ from skberdiff import MaskedBernoulliDiffusionDetector  # noqa: E402
 from skberdiff.diffusion import make_schedule  # noqa: E402
 from skberdiff.nn import build_autoencoder, build_unet, count_parameters  # noqa: E402
 
-PRESET_IMAGES = {"paper": (4, 256, 256), "small": (4, 64, 64), "tiny": (1, 32, 32)}
+PRESET_IMAGES = {"paper": (4, 256, 256), "small": (4, 64, 64), "small-x8": (4, 64, 64),
+                 "tiny": (1, 32, 32)}
 TARGETS = {
     "cpu_speedup_min": 4.0,
     "cuda_seconds_per_image_fp32_tf32_batch64_max": 0.1,

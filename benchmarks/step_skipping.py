@@ -84,6 +84,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="results/step_skipping.json")
     parser.add_argument("--md", default=None, help="Markdown table (default: --out with .md)")
+    parser.add_argument("--preset", default="small", help="architecture preset")
     parser.add_argument("--noise-level", type=int, default=200)
     parser.add_argument("--mask-threshold", type=float, default=0.5)
     parser.add_argument("--divisors", type=int, nargs="+", default=[1, 2, 4, 10, 20],
@@ -111,7 +112,7 @@ def main(argv=None):
     lesion = data.is_anomalous_test
     y_test_lesion = data.y_test[lesion]
     det = MaskedBernoulliDiffusionDetector(
-        preset="small", autoencoder_iterations=args.autoencoder_iterations,
+        preset=args.preset, autoencoder_iterations=args.autoencoder_iterations,
         diffusion_iterations=args.diffusion_iterations, autoencoder_batch_size=16,
         diffusion_batch_size=32, autoencoder_learning_rate=1e-3,
         diffusion_learning_rate=5e-4, noise_level=args.noise_level,

@@ -91,8 +91,8 @@ def run_demo(*, output_dir="demo_output", n_train=DEMO_N_TRAIN, image_size=64, r
     # Pixel thresholds are chosen on the validation lesions, never on the test slices.
     threshold, _ = select_dice_threshold(det.anomaly_map(data.X_val), data.y_val,
                                          foreground_region(data.X_val))
-    det.set_params(pixel_threshold=threshold).calibrate(data.X_train[-16:])
-    result = det.detect(data.X_test)
+    result = det.detect(data.X_test, ("score", "anomaly_map", "reconstruction"))
+    result.mask = recipe.segment(result.anomaly_map, threshold)
     ae_val = recipe.anomaly_map(data.X_val, autoencoder_reconstruction(det, data.X_val))
     ae_threshold, _ = select_dice_threshold(ae_val, data.y_val, foreground_region(data.X_val))
     ae_recon = autoencoder_reconstruction(det, data.X_test)
