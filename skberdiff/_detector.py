@@ -29,7 +29,13 @@ from ._validation import (
     check_probability,
     check_real,
 )
-from .diffusion import FINAL_STEPS, FORWARD_PROCESSES, POSTERIORS, make_schedule
+from .diffusion import (
+    FINAL_STEPS,
+    FORWARD_PROCESSES,
+    POSTERIORS,
+    make_schedule,
+    restoration_timesteps,
+)
 from .nn import PRESETS, BinaryAutoencoder, EpsUNet
 from .postprocessing import RECIPES, foreground_region, get_recipe
 
@@ -1067,7 +1073,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
                 parts[name].append(out[name].cpu().numpy())
         arrays = {k: np.concatenate(v) for k, v in parts.items()}
         return LatentRestoration(
-            timesteps=_runtime_timesteps(self.noise_level, self.n_steps),
+            timesteps=restoration_timesteps(self.noise_level, self.n_steps),
             mean_flip=arrays.pop("mean_flip").T,
             step_masked_fraction=arrays.pop("step_masked_fraction").T,
             **arrays)
@@ -1130,12 +1136,6 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         check_is_fitted(self)
         self._check_thresholds("offset")
         return _format.save_detector(self, path, key=key)
-
-
-def _runtime_timesteps(noise_level, n_steps):
-    from .diffusion import restoration_timesteps
-
-    return restoration_timesteps(noise_level, n_steps)
 
 
 def _map_scores(maps, region):
