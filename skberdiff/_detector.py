@@ -8,7 +8,6 @@ the training loops in :mod:`skberdiff.training`; training once per training set 
 """
 
 import numbers
-import os
 import warnings
 from dataclasses import dataclass
 
@@ -24,10 +23,13 @@ from ._validation import (
     check_choice,
     check_images,
     check_int,
-    check_masks,
+    check_intensity_range,
+    check_network_overrides,
     check_noise_level,
     check_probability,
     check_real,
+    check_writable_directory,
+    healthy_selection,
 )
 from .diffusion import (
     FINAL_STEPS,
@@ -76,8 +78,6 @@ _PIXEL_DEPENDS_ON = ("noise_level", "mask_threshold", "n_steps", "n_draws", "fin
                      "posterior", "pixel_threshold", "pixel_quantile") + _MAP_DEPENDS_ON
 # Share of latent positions averaged by the "denoising_loss" image score (the worst ones).
 _TOP_FRACTION = 0.05
-# Inputs must be scaled to [0, 1]; beyond these bounds they are refused as unnormalised.
-_HARD_RANGE = (-0.5, 1.5)
 _MAX_MEDIAN_SIZE = 51
 
 
@@ -493,7 +493,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
             value = getattr(self, name)
             if value is not None and not isinstance(value, dict):
                 raise TypeError(f"{name} must be a dict or None, got {type(value).__name__}.")
-        _check_network_overrides(self.autoencoder_params, self.unet_params)
+        check_network_overrides(self.autoencoder_params, self.unet_params)
         check_int(self.diffusion_steps, "diffusion_steps", low=1, high=100_000)
         check_choice(self.noise_schedule, "noise_schedule", ("linear", "cosine"))
         check_choice(self.forward_process, "forward_process", FORWARD_PROCESSES)
@@ -593,14 +593,14 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         self._check_training_params()
         self._check_inference_params()
         X = check_images(X, image_shape=self.image_shape)
-        _check_intensity_range(X, None)
-        X_healthy = X[_healthy_selection(X, y)]
+        check_intensity_range(X, None)
+        X_healthy = X[healthy_selection(X, y)]
         if X_healthy.shape[0] == 0:
             raise ValueError("y marks every image as anomalous: nothing healthy to train on.")
         device = resolve_device(self.device)
         precision = check_precision(self.precision, device)
         if self.checkpoint_dir is not None:
-            _check_writable_directory(self.checkpoint_dir)
+            check_writable_directory(self.checkpoint_dir)
         seed = _cache.resolve_seed(self.random_state)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # Under torchrun every process must hold out the same calibration images and
@@ -727,7 +727,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         check_is_fitted(self)
         self._check_inference_params()
         X = self._validate_images(X)
-        X = X[_healthy_selection(X, y)]
+        X = X[healthy_selection(X, y)]
         if X.shape[0] == 0:
             raise ValueError("No healthy image to calibrate on.")
         self._calibrate(X)
@@ -794,7 +794,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         c, h, w = self.image_shape_
         # Flattened rows (n, c*h*w) are unflattened with the shape seen in fit.
         X = check_images(X, image_shape=self.image_shape_, n_channels=c, spatial_shape=(h, w))
-        _check_intensity_range(X, self.input_range_)
+        check_intensity_range(X, self.input_range_)
         return X
 
     def _runtime_device(self):
@@ -1146,84 +1146,6 @@ def _map_scores(maps, region):
     mean = np.where(keep, flat, 0).sum(1) / keep.sum(1)
     return {"map_mean": mean.astype(np.float64),
             "map_max": np.where(keep, flat, -np.inf).max(1).astype(np.float64)}
-
-
-def _healthy_selection(X, y):
-    """Boolean selection of the images that ``y`` (masks or 0/1 labels) says are normal."""
-    if y is None:
-        return np.ones(X.shape[0], dtype=bool)
-    y_arr = np.asarray(y)
-    if y_arr.ndim == 1:
-        if y_arr.shape[0] != X.shape[0]:
-            raise ValueError(f"y has {y_arr.shape[0]} labels but X has {X.shape[0]} images.")
-        if y_arr.dtype == object or not (np.issubdtype(y_arr.dtype, np.number)
-                                         or np.issubdtype(y_arr.dtype, np.bool_)):
-            raise TypeError(f"y labels must be numbers or booleans, got {y_arr.dtype}.")
-        values = set(np.unique(y_arr).tolist())
-        if not values <= {0, 1}:
-            raise ValueError(
-                "Image labels y must be 1/True for anomalous and 0/False for normal images, "
-                f"got values {sorted(values)}. (predict's +1/-1 convention is not accepted "
-                "here: pass y == -1.)"
-            )
-        return y_arr == 0
-    masks = check_masks(y_arr, n_samples=X.shape[0], spatial_shape=X.shape[2:])
-    return ~masks.reshape(masks.shape[0], -1).any(axis=1)
-
-
-def _check_intensity_range(X, fitted_range):
-    """Refuse unnormalised images; warn about images outside the range seen in fit."""
-    low, high = float(X.min()), float(X.max())
-    if low < _HARD_RANGE[0] or high > _HARD_RANGE[1]:
-        raise ValueError(
-            f"X has values in [{low:.4g}, {high:.4g}] but the detector expects images scaled "
-            "to [0, 1] (reconstructions are clamped to [0, 1], so raw intensities give "
-            "meaningless maps). Scale them first, e.g. with skberdiff.IntensityScaler() in a "
-            "Pipeline or skberdiff.io's per-volume normalisation.")
-    if fitted_range is not None:
-        # Lesions may be brighter or darker than any healthy pixel: only a gross mismatch
-        # of scaling (half the training range beyond it) warns.
-        tol = 0.5 * max(fitted_range[1] - fitted_range[0], 1e-6)
-        if low < fitted_range[0] - tol or high > fitted_range[1] + tol:
-            warnings.warn(
-                f"X has values in [{low:.4g}, {high:.4g}], outside the range "
-                f"[{fitted_range[0]:.4g}, {fitted_range[1]:.4g}] of the training images; "
-                "scale new images like the training ones.", UserWarning, stacklevel=4)
-
-
-def _check_writable_directory(path):
-    """Create ``path`` if needed and check that files can be written there, before training."""
-    try:
-        path = os.fspath(path)
-    except TypeError:
-        raise TypeError(f"checkpoint_dir must be a path, got {type(path).__name__}.") from None
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".skberdiff-write-test-{os.getpid()}")
-        with open(probe, "wb") as fh:
-            fh.write(b"ok")
-        os.remove(probe)
-    except OSError as exc:
-        raise ValueError(
-            f"checkpoint_dir={path!r} cannot be used for checkpoints ({exc.strerror or exc}); "
-            "choose a writable directory. Nothing was trained.") from exc
-
-
-# Bounds on network overrides: a model file or a typo must not allocate gigabytes.
-_OVERRIDE_BOUNDS = {"base_width": 512, "latent_channels": 1024, "embed_dim": 4096,
-                    "n_res_blocks": 8, "model_channels": 1024}
-
-
-def _check_network_overrides(autoencoder_params, unet_params):
-    for params in (autoencoder_params or {}, unet_params or {}):
-        for name, value in params.items():
-            if name in _OVERRIDE_BOUNDS:
-                check_int(value, name, low=1, high=_OVERRIDE_BOUNDS[name])
-            elif name in ("width_multipliers", "channel_multipliers"):
-                if not isinstance(value, (tuple, list)) or not 1 <= len(value) <= 6:
-                    raise ValueError(f"{name} must be a sequence of 1 to 6 ints, got {value!r}.")
-                for m in value:
-                    check_int(m, name, low=1, high=16)
 
 
 def load(path, *, key=None, device="auto", memory=None, checkpoint_dir=None, verbose=0,

@@ -5,6 +5,8 @@ helpers so that bad input always produces the same clear message.
 """
 
 import numbers
+import os
+import warnings
 
 import numpy as np
 
@@ -19,7 +21,14 @@ __all__ = [
     "check_probability",
     "check_noise_level",
     "check_range_pair",
+    "healthy_selection",
+    "check_intensity_range",
+    "check_writable_directory",
+    "check_network_overrides",
 ]
+
+# Inputs must be scaled to [0, 1]; beyond these bounds they are refused as unnormalised.
+_INTENSITY_LIMITS = (-0.5, 1.5)
 
 
 def _to_numpy(X, name):
@@ -467,3 +476,114 @@ def check_noise_level(noise_level, n_timesteps, name="noise_level"):
             f"{noise_level}."
         )
     return noise_level
+
+
+def healthy_selection(X, y):
+    """Boolean selection of the images that ``y`` (masks or 0/1 labels) says are normal.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, c, h, w)
+        Validated images.
+    y : array-like of shape (n,) or (n, h, w), or None
+        Image labels (1/True = anomalous) or pixel masks (any pixel = anomalous).
+
+    Returns
+    -------
+    healthy : ndarray of bool, shape (n,)
+    """
+    if y is None:
+        return np.ones(X.shape[0], dtype=bool)
+    y_arr = np.asarray(y)
+    if y_arr.ndim == 1:
+        if y_arr.shape[0] != X.shape[0]:
+            raise ValueError(f"y has {y_arr.shape[0]} labels but X has {X.shape[0]} images.")
+        if y_arr.dtype == object or not (np.issubdtype(y_arr.dtype, np.number)
+                                         or np.issubdtype(y_arr.dtype, np.bool_)):
+            raise TypeError(f"y labels must be numbers or booleans, got {y_arr.dtype}.")
+        values = set(np.unique(y_arr).tolist())
+        if not values <= {0, 1}:
+            raise ValueError(
+                "Image labels y must be 1/True for anomalous and 0/False for normal images, "
+                f"got values {sorted(values)}. (predict's +1/-1 convention is not accepted "
+                "here: pass y == -1.)"
+            )
+        return y_arr == 0
+    masks = check_masks(y_arr, n_samples=X.shape[0], spatial_shape=X.shape[2:])
+    return ~masks.reshape(masks.shape[0], -1).any(axis=1)
+
+
+def check_intensity_range(X, fitted_range):
+    """Refuse unnormalised images; warn about images outside the range seen in fit.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, c, h, w)
+        Validated images.
+    fitted_range : tuple of float or None
+        ``(min, max)`` of the training images, or None at fit.
+    """
+    low, high = float(X.min()), float(X.max())
+    if low < _INTENSITY_LIMITS[0] or high > _INTENSITY_LIMITS[1]:
+        raise ValueError(
+            f"X has values in [{low:.4g}, {high:.4g}] but the detector expects images scaled "
+            "to [0, 1] (reconstructions are clamped to [0, 1], so raw intensities give "
+            "meaningless maps). Scale them first, e.g. with skberdiff.IntensityScaler() in a "
+            "Pipeline or skberdiff.io's per-volume normalisation.")
+    if fitted_range is not None:
+        # Lesions may be brighter or darker than any healthy pixel: only a gross mismatch
+        # of scaling (half the training range beyond it) warns.
+        tol = 0.5 * max(fitted_range[1] - fitted_range[0], 1e-6)
+        if low < fitted_range[0] - tol or high > fitted_range[1] + tol:
+            warnings.warn(
+                f"X has values in [{low:.4g}, {high:.4g}], outside the range "
+                f"[{fitted_range[0]:.4g}, {fitted_range[1]:.4g}] of the training images; "
+                "scale new images like the training ones.", UserWarning, stacklevel=4)
+
+
+def check_writable_directory(path):
+    """Create ``path`` if needed and check that files can be written there, before training.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The checkpoint directory.
+    """
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"checkpoint_dir must be a path, got {type(path).__name__}.") from None
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".skberdiff-write-test-{os.getpid()}")
+        with open(probe, "wb") as fh:
+            fh.write(b"ok")
+        os.remove(probe)
+    except OSError as exc:
+        raise ValueError(
+            f"checkpoint_dir={path!r} cannot be used for checkpoints ({exc.strerror or exc}); "
+            "choose a writable directory. Nothing was trained.") from exc
+
+
+# Bounds on network overrides: a model file or a typo must not allocate gigabytes.
+_OVERRIDE_BOUNDS = {"base_width": 512, "latent_channels": 1024, "embed_dim": 4096,
+                    "n_res_blocks": 8, "model_channels": 1024}
+
+
+def check_network_overrides(autoencoder_params, unet_params):
+    """Bounded sizes in the network overrides (a typo or a file must not allocate gigabytes).
+
+    Parameters
+    ----------
+    autoencoder_params, unet_params : dict or None
+        Overrides of the presets.
+    """
+    for params in (autoencoder_params or {}, unet_params or {}):
+        for name, value in params.items():
+            if name in _OVERRIDE_BOUNDS:
+                check_int(value, name, low=1, high=_OVERRIDE_BOUNDS[name])
+            elif name in ("width_multipliers", "channel_multipliers"):
+                if not isinstance(value, (tuple, list)) or not 1 <= len(value) <= 6:
+                    raise ValueError(f"{name} must be a sequence of 1 to 6 ints, got {value!r}.")
+                for m in value:
+                    check_int(m, name, low=1, high=16)
