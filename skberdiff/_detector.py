@@ -8,11 +8,13 @@ the training loops in :mod:`skberdiff.training`; training once per training set 
 """
 
 import numbers
+import os
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted, check_memory
@@ -572,7 +574,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
                           min_component_size=self.min_component_size)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None) -> "MaskedBernoulliDiffusionDetector":
         """Train the autoencoder and the diffusion model on healthy images.
 
         Parameters
@@ -657,8 +659,9 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         self.input_range_ = (float(input_range[0]), float(input_range[1]))
 
     @classmethod
-    def from_networks(cls, autoencoder, diffusion_model, *, spatial_shape, X_calibration=None,
-                      seed=0, **params):
+    def from_networks(cls, autoencoder: BinaryAutoencoder, diffusion_model: EpsUNet, *,
+                      spatial_shape: tuple, X_calibration: ArrayLike | None = None,
+                      seed: int = 0, **params) -> "MaskedBernoulliDiffusionDetector":
         """A detector around networks trained elsewhere (no training).
 
         Parameters
@@ -706,7 +709,8 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         return det
 
     # ------------------------------------------------------------------ calibration
-    def calibrate(self, X, y=None):
+    def calibrate(self, X: ArrayLike,
+                  y: ArrayLike | None = None) -> "MaskedBernoulliDiffusionDetector":
         """Recompute ``offset_`` and ``pixel_threshold_`` on healthy images.
 
         Needed after changing inference-time parameters with ``set_params`` on a fitted
@@ -868,7 +872,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         return result
 
     # ------------------------------------------------------------------ public inference
-    def detect(self, X, outputs=OUTPUTS):
+    def detect(self, X: ArrayLike, outputs: str | tuple = OUTPUTS) -> DetectionResult:
         """Run one diffusion pass and return every requested output.
 
         Parameters
@@ -892,7 +896,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
             outputs = (outputs,)
         return self._detect(self._validate_images(X), outputs)
 
-    def score_samples(self, X):
+    def score_samples(self, X: ArrayLike) -> np.ndarray:
         """Image-level normality score (higher = more normal).
 
         The negative of ``image_score``: by default minus the share of masked latent entries.
@@ -908,7 +912,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         """
         return self.detect(X, ("score",)).score_samples
 
-    def decision_function(self, X):
+    def decision_function(self, X: ArrayLike) -> np.ndarray:
         """``score_samples(X) - offset_``: negative for images predicted anomalous.
 
         Parameters
@@ -925,7 +929,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         self._check_thresholds("offset")
         return self.score_samples(X) - self.offset_
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """+1 for normal and -1 for anomalous images (scikit-learn's convention).
 
         Parameters
@@ -939,7 +943,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         """
         return np.where(self.decision_function(X) < 0, -1, 1)
 
-    def anomaly_map(self, X):
+    def anomaly_map(self, X: ArrayLike) -> np.ndarray:
         """Pixel anomaly maps (higher = more anomalous).
 
         Parameters
@@ -953,7 +957,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         """
         return self.detect(X, ("anomaly_map",)).anomaly_map
 
-    def predict_mask(self, X):
+    def predict_mask(self, X: ArrayLike) -> np.ndarray:
         """Pixel segmentation of anomalies after post-processing.
 
         Parameters
@@ -967,7 +971,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         """
         return self.detect(X, ("mask",)).mask
 
-    def reconstruct(self, X):
+    def reconstruct(self, X: ArrayLike) -> np.ndarray:
         """Pseudo-healthy reconstructions ``x_hat`` in [0, 1].
 
         Parameters
@@ -981,7 +985,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         """
         return self.detect(X, ("reconstruction",)).reconstruction
 
-    def encode(self, X, *, deterministic=False):
+    def encode(self, X: ArrayLike, *, deterministic: bool = False) -> np.ndarray:
         """Binary latent codes ``z ~ B(sigmoid(E(x)))`` of images, as the sampler draws them.
 
         The Bernoulli sample uses the same per-image noise as :meth:`detect`, so
@@ -1014,7 +1018,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
             codes[sl] = part
         return codes
 
-    def decode(self, Z):
+    def decode(self, Z: ArrayLike) -> np.ndarray:
         """Decode latent codes (binary or soft) to images clamped to [0, 1].
 
         Parameters
@@ -1046,7 +1050,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
                                                                 precision).cpu().numpy()
         return out
 
-    def restore_latent(self, X):
+    def restore_latent(self, X: ArrayLike) -> LatentRestoration:
         """Latent-level results of the masked restoration, for research use.
 
         Parameters
@@ -1110,7 +1114,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         if "autoencoder_" in state:
             self._runtime_device()  # warns now, at load, if CUDA is missing
 
-    def save(self, path, *, key=None):
+    def save(self, path: str | os.PathLike, *, key: bytes | str | None = None) -> str:
         """Save a fitted detector as a file that is safe to share.
 
         The file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the
@@ -1148,7 +1152,8 @@ def _map_scores(maps, region):
             "map_max": np.where(keep, flat, -np.inf).max(1).astype(np.float64)}
 
 
-def load(path, *, key=None, device="auto", memory=None, checkpoint_dir=None, verbose=0,
+def load(path: str | os.PathLike, *, key: bytes | str | None = None, device="auto",
+         memory=None, checkpoint_dir=None, verbose: int = 0,
          compile=False) -> MaskedBernoulliDiffusionDetector:
     """Load a detector written by :meth:`MaskedBernoulliDiffusionDetector.save`.
 
