@@ -187,3 +187,23 @@ def test_summary_of_several_runs(tiny_run):
     text = module.summarize([results, results])
     assert "| autoencoder_only |" in text and "Paired differences" in text
     assert text.count("| 0 |") == 2  # one validation row per run
+
+
+def test_a_full_run_reuses_the_grid_of_an_earlier_validation_run(tmp_path, monkeypatch):
+    calls = []
+    original = table1.diffusion_outputs
+
+    def counting(det, X, **params):
+        calls.append(params)
+        return original(det, X, **params)
+
+    monkeypatch.setattr(table1, "diffusion_outputs", counting)
+    kwargs = dict(preset="tiny", out=str(tmp_path), verbose=0, figures=False, seed=2,
+                  measure_memory=False)
+    first = table1.run_table1(validation_only=True, **kwargs)
+    n_first = len(calls)
+    calls.clear()
+    second = table1.run_table1(**kwargs)
+    assert second["validation"]["grid"]["cells"] == first["validation"]["grid"]["cells"]
+    n_cells = len(first["validation"]["grid"]["cells"])
+    assert len(calls) == n_first - n_cells + 4  # no grid cell again; the test rows added
