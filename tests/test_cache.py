@@ -9,7 +9,7 @@ import torch
 from skberdiff import MaskedBernoulliDiffusionDetector, _cache, clear_network_cache
 from skberdiff.datasets import make_toy_images
 
-TINY = dict(preset="tiny", autoencoder_iterations=6, diffusion_iterations=6,
+TINY = dict(preset="tiny", n_draws=1, autoencoder_iterations=6, diffusion_iterations=6,
             autoencoder_batch_size=4, diffusion_batch_size=4, diffusion_steps=50,
             noise_level=5, device="cpu", batch_size=8)
 

@@ -16,7 +16,7 @@ from skberdiff.nn import build_unet
 
 pytestmark = pytest.mark.cuda
 
-TINY = dict(preset="tiny", autoencoder_iterations=30, diffusion_iterations=30,
+TINY = dict(preset="tiny", n_draws=1, autoencoder_iterations=30, diffusion_iterations=30,
             diffusion_steps=100, noise_level=20, random_state=0, device="cuda")
 
 

@@ -24,7 +24,7 @@ from skberdiff import (
 )
 from skberdiff.datasets import make_toy_images
 
-TINY = dict(preset="tiny", autoencoder_iterations=40, diffusion_iterations=40,
+TINY = dict(preset="tiny", n_draws=1, autoencoder_iterations=40, diffusion_iterations=40,
             autoencoder_batch_size=8, diffusion_batch_size=8, autoencoder_learning_rate=3e-3,
             diffusion_learning_rate=2e-3, diffusion_steps=100, noise_level=20,
             mask_threshold=0.5, device="cpu", random_state=0, batch_size=8)
@@ -94,9 +94,14 @@ def test_predict_labels_and_decision_function(fitted, data):
     assert np.array_equal(labels, np.where(scores - fitted.offset_ < 0, -1, 1))
 
 
-def test_default_image_score_is_minus_the_masked_fraction(fitted, data):
-    latent = fitted.restore_latent(data[1][:3])
-    assert np.allclose(fitted.score_samples(data[1][:3]), -latent.masked_fraction)
+def test_masked_fraction_score_is_minus_the_masked_fraction(fitted, data):
+    det = pickle.loads(pickle.dumps(fitted)).set_params(image_score="masked_fraction")
+    latent = det.restore_latent(data[1][:3])
+    assert np.allclose(det.score_samples(data[1][:3]), -latent.masked_fraction)
+    maps = fitted.anomaly_map(data[1][:3])  # the default score is the map's maximum
+    brain = (data[1][:3] > 0).any(axis=1)
+    expected = [m[b].max() if b.any() else m.max() for m, b in zip(maps, brain)]
+    assert np.allclose(fitted.score_samples(data[1][:3]), -np.asarray(expected))
     assert latent.code.shape == (3, 16, 8, 8) and latent.mask.dtype == bool
     assert set(np.unique(latent.code)) <= {0.0, 1.0}
     assert latent.mean_flip.shape == (20, 3)

@@ -13,7 +13,7 @@ from skberdiff.diagnostics import (
     regime_report,
 )
 
-TINY = dict(preset="tiny", autoencoder_iterations=40, diffusion_iterations=20,
+TINY = dict(preset="tiny", n_draws=1, autoencoder_iterations=40, diffusion_iterations=20,
             autoencoder_batch_size=8, diffusion_batch_size=8, autoencoder_learning_rate=3e-3,
             diffusion_steps=100, noise_level=10, device="cpu", random_state=0)
 

@@ -13,7 +13,7 @@ from skberdiff import MaskedBernoulliDiffusionDetector, UnsafeModelFileError
 from skberdiff._format import FORMAT_VERSION, _checksum, _signature
 from skberdiff.datasets import make_toy_images
 
-TINY = dict(preset="tiny", autoencoder_iterations=10, diffusion_iterations=10,
+TINY = dict(preset="tiny", n_draws=1, autoencoder_iterations=10, diffusion_iterations=10,
             autoencoder_batch_size=8, diffusion_batch_size=8, diffusion_steps=50, noise_level=5,
             device="cpu", random_state=0, calibration_fraction=0.2)
 

@@ -28,7 +28,7 @@ from skberdiff.datasets import make_toy_images
 from skberdiff.exceptions import TrainingDivergedError
 from skberdiff.nn import build_autoencoder, build_discriminator, build_unet
 
-TINY = dict(preset="tiny", autoencoder_iterations=6, diffusion_iterations=6,
+TINY = dict(preset="tiny", n_draws=1, autoencoder_iterations=6, diffusion_iterations=6,
             autoencoder_batch_size=4, diffusion_batch_size=4, diffusion_steps=50,
             noise_level=5, device="cpu", random_state=0, batch_size=8)
 

@@ -7,8 +7,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from skberdiff import IntensityScaler, MaskedBernoulliDiffusionDetector, PadCrop
 from skberdiff.datasets import make_toy_images
 
-FAST = dict(preset="tiny", autoencoder_iterations=2, diffusion_iterations=2, diffusion_steps=10,
-            noise_level=5, device="cpu", random_state=0)
+FAST = dict(preset="tiny", n_draws=1, autoencoder_iterations=2, diffusion_iterations=2,
+            diffusion_steps=10, noise_level=5, device="cpu", random_state=0)
 
 TABULAR = ("feeds 2-D tabular data with a few features; the detector needs images "
            "(n, c, h, w) or image_shape, and a few features cannot be an image")
