@@ -252,7 +252,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
     n_steps : int or None, default=None
         Denoising steps; ``None`` runs all ``L`` steps as the paper; fewer steps skip
         through the exact skip-step posterior (inference-time; faster, approximate).
-    n_draws : int, default=4
+    n_draws : int, default=1
         Independent restorations per image, with different noise, whose reconstructions
         (and image scores) are averaged (inference-time). The paper uses one; more draws
         average out the sampling noise of the restored healthy regions at ``n_draws``
@@ -432,7 +432,7 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         noise_level=50,
         mask_threshold=0.2,
         n_steps=None,
-        n_draws=4,
+        n_draws=1,
         final_step="paper",
         posterior="marginal",
         image_score="map_max",
