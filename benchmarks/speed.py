@@ -93,6 +93,7 @@ def make_detector(ae, unet, image_shape, *, noise_level, mask_threshold=0.5,
         preset="small",
         diffusion_steps=diffusion_steps, noise_level=noise_level,
         mask_threshold=mask_threshold, final_step=final_step, n_steps=n_steps,
+        posterior="paper", n_draws=1,
         batch_size=batch_size, device=str(device), precision=precision, random_state=seed)
 
 

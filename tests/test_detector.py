@@ -481,7 +481,7 @@ def test_map_scores_count_foreground_pixels_only():
 
 # --------------------------------------------------------------------------- stale thresholds
 @pytest.mark.parametrize("change", [dict(mask_threshold=0.0), dict(noise_level=10),
-                                    dict(posterior="marginal"),
+                                    dict(posterior="paper"),
                                     dict(image_score="denoising_loss"),
                                     dict(contamination=0.2)])
 def test_changed_inference_parameters_never_use_stale_thresholds(fitted, data, change):
@@ -507,7 +507,8 @@ def test_pixel_threshold_goes_stale_only_with_the_parameters_it_depends_on(fitte
 
 
 def test_a_constant_image_score_warns_at_calibration(fitted, data):
-    det = pickle.loads(pickle.dumps(fitted)).set_params(mask_threshold=0.0)
+    det = pickle.loads(pickle.dumps(fitted)).set_params(mask_threshold=0.0,
+                                                        image_score="masked_fraction")
     with pytest.warns(UserWarning, match="predict cannot separate images"):
         det.calibrate(data[0][:10])
 
