@@ -43,8 +43,8 @@ def summarize(runs):
     defaults = runs[0]["config"]["defaults"]
     lines += ["Default configuration: " + ", ".join(f"{k}={v}" for k, v in defaults.items()),
               ""]
-    lines += ["| Method | pixel AUPRC | Dice | PSNR | image AUROC | s / image (batch 1) |",
-              "|---|---|---|---|---|---|"]
+    lines += ["| Method | pixel AUPRC | Dice | PSNR | image AUROC | s / image (batch 1) | "
+              "speed-up over reference loop |", "|---|---|---|---|---|---|---|"]
     names = [n for n in ORDER if all(n in r["methods"] for r in runs)]
     for name in names:
         ms = [r["methods"][name] for r in runs]
@@ -53,8 +53,8 @@ def summarize(runs):
             f"{_cell([m['summary']['dice_val']['mean'] for m in ms])} | "
             f"{_cell([m['summary'].get('psnr', {}).get('mean') for m in ms], 2)} | "
             f"{_cell([m.get('image_auroc') for m in ms])} | "
-            f"{_cell([m.get('cost', {}).get('time_per_image_s', {}).get('mean') for m in ms])}"
-            " |")
+            f"{_cell([m.get('cost', {}).get('time_per_image_s', {}).get('mean') for m in ms])} | "
+            f"{_cell([m.get('speedup_vs_reference_loop_batch1') for m in ms], 1)} |")
     lines += ["", f"Paired differences, default masked ({runs[0]['methods']['masked']['alias_of']})"
                   " minus each method, pixel AUPRC (mean ± s.e. over the same test slices; "
                   "* = more than two standard errors):", "",
@@ -98,7 +98,8 @@ def summarize(runs):
               f"{_cell([x['autoencoder_psnr'] for x in reg], 2)} dB, held-out diffusion loss "
               f"{_cell([x['heldout_diffusion_loss']['model_bits'] for x in reg], 4)} bits "
               f"(content-blind {_cell(blind, 4)}); "
-              f"fit {_cell([r['training']['fit_s'] / 60 for r in runs], 1)} min."]
+              f"fit in these runs {_cell([r['training']['fit_s'] / 60 for r in runs], 1)} min "
+              "(under a minute when the networks came from the cache of an earlier run)."]
     return "\n".join(lines) + "\n"
 
 

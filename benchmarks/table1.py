@@ -921,7 +921,11 @@ def format_markdown(results):
     lines += ["", "Step skipping (validation AUPRC): " + ", ".join(
         f"n_steps={s['n_steps']}: {s['auprc']:.3f}" for s in
         results["validation"]["step_skipping"]) + f"; chosen "
-        f"{results['validation']['step_skipping_chosen']}."]
+        f"{results['validation']['step_skipping_chosen']}" + (
+            "" if "masked_step_skipping" not in results.get("methods", {}) else
+            f" (test timing at batch 1: "
+            f"{results['methods']['masked_step_skipping']['speedup_vs_reference_loop_batch1']:.1f}x "
+            "faster than benchmarks/reference_loop.py)") + "."]
     if results["validation"].get("draws"):
         lines += ["", "Averaged restoration draws at the default setting (validation AUPRC, "
                       "minus the autoencoder alone): " + ", ".join(
