@@ -36,6 +36,30 @@ def _cell(values, digits=3):
     return " / ".join(f"{v:.{digits}f}" for v in values)
 
 
+def _validation_grid(runs):
+    """Validation pixel AUPRC of every grid cell minus the autoencoder alone, mean over seeds."""
+    cells = {}
+    for r in runs:
+        for c in r["validation"]["grid"]["cells"]:
+            if c.get("n_draws", 1) != 1:
+                continue
+            key = (c["posterior"], c["noise_level"], c["mask_threshold"])
+            cells.setdefault(key, []).append(c["auprc_minus_autoencoder"]["mean"])
+    lines = ["", "Validation grid: pixel AUPRC minus the autoencoder alone (paired over the "
+                 "validation lesion slices), mean over seeds:"]
+    for posterior in dict.fromkeys(k[0] for k in cells):
+        levels = sorted({k[1] for k in cells if k[0] == posterior})
+        thresholds = sorted({k[2] for k in cells if k[0] == posterior})
+        lines += ["", f"{posterior} posterior:", "",
+                  "| L \\ P | " + " | ".join(f"{p:g}" for p in thresholds) + " |",
+                  "|---" * (len(thresholds) + 1) + "|"]
+        for level in levels:
+            row = [cells.get((posterior, level, p)) for p in thresholds]
+            lines.append(f"| {level} | " + " | ".join(
+                "-" if v is None else f"{np.mean(v):+.3f}" for v in row) + " |")
+    return lines
+
+
 def summarize(runs):
     """Markdown text of the summary of ``runs`` (loaded table1.json dicts)."""
     seeds = [r["config"]["seed"] for r in runs]
@@ -82,6 +106,7 @@ def summarize(runs):
                      f"{b['mask_threshold']:g}: {b['auprc']:.3f} | "
                      f"{v['autoencoder_only']['auprc']:.3f} | {v['step_skipping_chosen']} | "
                      f"{draws} |")
+    lines += _validation_grid(runs)
     table = [r["validation"]["image_auroc_by_posterior_at_default"] for r in runs]
     scores = sorted({s for t in table for values in t.values() for s in values})
     lines += ["", "Validation image AUROC (lesion validation slices against healthy "
