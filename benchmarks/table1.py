@@ -853,6 +853,15 @@ def _fmt_bytes(value):
     return f"{value / 2 ** 30:.2f} GB"
 
 
+def _speedup_note(results):
+    """`` (... x faster than the reference loop)`` when the test timings exist."""
+    skipping = results.get("methods", {}).get("masked_step_skipping")
+    if not skipping:
+        return ""
+    return (f" (test timing at batch 1: {skipping['speedup_vs_reference_loop_batch1']:.1f}x "
+            "faster than benchmarks/reference_loop.py)")
+
+
 def format_markdown(results):
     """Markdown tables of a run (Table 1, paired differences, validation grid)."""
     cfg, lines = results["config"], []
@@ -921,11 +930,7 @@ def format_markdown(results):
     lines += ["", "Step skipping (validation AUPRC): " + ", ".join(
         f"n_steps={s['n_steps']}: {s['auprc']:.3f}" for s in
         results["validation"]["step_skipping"]) + f"; chosen "
-        f"{results['validation']['step_skipping_chosen']}" + (
-            "" if "masked_step_skipping" not in results.get("methods", {}) else
-            f" (test timing at batch 1: "
-            f"{results['methods']['masked_step_skipping']['speedup_vs_reference_loop_batch1']:.1f}x "
-            "faster than benchmarks/reference_loop.py)") + "."]
+        f"{results['validation']['step_skipping_chosen']}" + _speedup_note(results) + "."]
     if results["validation"].get("draws"):
         lines += ["", "Averaged restoration draws at the default setting (validation AUPRC, "
                       "minus the autoencoder alone): " + ", ".join(
