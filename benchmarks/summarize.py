@@ -116,6 +116,16 @@ def summarize(runs):
         row = [np.mean([t[posterior][s] for t in table if s in t.get(posterior, {})])
                for s in scores]
         lines.append(f"| {posterior} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+    default = runs[0]["methods"]["masked"]["alias_of"]
+    tests = [r["methods"][default].get("image_auroc_all_scores", {}) for r in runs]
+    if all(tests):
+        lines += ["", f"Test image AUROC of every image score ({default}, 64 diseased against "
+                      "64 healthy test slices), per seed:", "",
+                  "| image score | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+                  "|---" * (len(seeds) + 1) + "|"]
+        for score in scores:
+            lines.append(f"| {score} | " + " | ".join(
+                f"{t[score]:.3f}" if score in t else "-" for t in tests) + " |")
     reg = [r["training"]["regime"] for r in runs]
     blind = [x["heldout_diffusion_loss"]["content_blind_bits"] for x in reg]
     lines += ["", "Regime diagnostics (validation): lesion retention "
