@@ -186,7 +186,17 @@ def test_summary_of_several_runs(tiny_run):
     results, _, _ = tiny_run
     text = module.summarize([results, results])
     assert "| autoencoder_only |" in text and "Paired differences" in text
-    assert text.count("| 0 |") == 2  # one validation row per run
+    validation = text.split("Validation choices")[1].split("Validation grid")[0]
+    assert validation.count("\n| 0 |") == 2  # one validation row per run
+    grid = text.split("Validation grid")[1].split("Validation image AUROC")[0]
+    assert "paper posterior:" in grid and "marginal posterior:" in grid
+    cell = results["validation"]["grid"]["cells"][0]
+    assert f"{cell['auprc_minus_autoencoder']['mean']:+.3f}" in grid
+    default = results["methods"]["masked"]["alias_of"]
+    tested = text.split("Test image AUROC")[1]
+    assert f"| map_max | {results['methods'][default]['image_auroc_all_scores']['map_max']:.3f}" \
+        in tested
+    assert "speed-up over reference loop" in text
 
 
 def test_a_full_run_reuses_the_grid_of_an_earlier_validation_run(tmp_path, monkeypatch):
