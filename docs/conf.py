@@ -80,6 +80,7 @@ root_doc = "index"
 templates_path = ["_templates"]
 exclude_patterns = [
     "_build",
+    "_static",  # raw measurements (JSON, the Markdown tables the benchmark writes)
     "_inventories",
     "Thumbs.db",
     ".DS_Store",
