@@ -8,15 +8,15 @@
     Autoencoder: widths 32-64-64, x4 downsampling (4x64x64 -> 64x16x16 binary latent,
     16,384 bits), one residual block per level, middle attention; 945,572 parameters with 4
     input channels. On the MNI-derived benchmark at 64 px, after 3,000 iterations on 1,080
-    healthy slices, it reproduces a large share of the lesion signal (lesion retention 0.53
-    and 0.26 on benchmark seeds 0 and 1) at a healthy PSNR of 29.0-29.2 dB: the paper's
+    healthy slices, it reproduces a large share of the lesion signal (lesion retention 0.53,
+    0.26 and 0.46 on benchmark seeds 0, 1 and 2) at a healthy PSNR of 29.0-29.2 dB: the paper's
     premise that the autoencoder copies anomalies and the diffusion model must remove them.
     UNet: 32 channels, multipliers (1, 2, 2), attention at 8x8 and in the middle; 1,149,152
     parameters. Measured costs on one CPU core (torch 2.13, AMD EPYC): 0.6 s per
-    autoencoder step at batch 16, 0.13 s per diffusion step at batch 32 (a seed of the
-    benchmark, 3,000 + 10,000 iterations, trained in 66-71 minutes with a second run on the
-    other core); at inference 0.27 s per image at batch 1 for ``L = 50`` and about 2 ms per
-    image and denoising step in batches of 32.
+    autoencoder step at batch 16, 0.13 s per diffusion step at batch 32, so about 52
+    minutes for a benchmark seed's 3,000 + 10,000 iterations (measured: 66 and 71 minutes
+    with a second run on the other core); at inference 0.27 s per image at batch 1 for
+    ``L = 50`` and about 2 ms per image and denoising step in batches of 32.
 ``"small-x8"``
     The earlier small preset, kept as a reference: autoencoder x8 (4x64x64 -> 64x8x8,
     715,668 parameters), UNet 64 channels. Its low-fidelity autoencoder removes most of a
