@@ -219,3 +219,26 @@ def test_a_full_run_reuses_the_grid_of_an_earlier_validation_run(tmp_path, monke
     n_rows = len([m for m in second["methods"].values()
                   if "noise_level" in m and "alias_of" not in m])
     assert len(calls) == n_first - n_cells + n_rows  # no grid cell again; test rows added
+
+
+def test_cross_retention_of_cached_runs(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "cross_retention", os.path.join(ROOT, "benchmarks", "cross_retention.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from skberdiff.diagnostics import lesion_retention
+
+    direct = {}
+    for seed in (0, 1):
+        det = table1.run_table1(preset="tiny", out=str(tmp_path / f"seed{seed}"), cache=True,
+                                verbose=0, seed=seed, fit_only=True)
+        data = table1.make_data(table1.resolve_settings("tiny"), seed)
+        direct[seed] = lesion_retention(det, data.X_val, data.y_val,
+                                        X_lesion_free=data.X_val_lesion_free)
+    table = module.cross_retention([0, 1], str(tmp_path / "seed{seed}"), preset="tiny")
+    assert set(table) == {"autoencoder_0", "autoencoder_1"}
+    for seed in (0, 1):
+        assert table[f"autoencoder_{seed}"][f"data_{seed}"] == pytest.approx(direct[seed])
+        assert all(np.isfinite(v) for v in table[f"autoencoder_{seed}"].values())
+    with pytest.raises(FileNotFoundError, match="no trained networks for seed 5"):
+        module.cross_retention([5], str(tmp_path / "seed{seed}"), preset="tiny")
