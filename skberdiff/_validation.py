@@ -25,13 +25,14 @@ __all__ = [
     "check_intensity_range",
     "check_writable_directory",
     "check_network_overrides",
+    "to_numpy",
 ]
 
 # Inputs must be scaled to [0, 1]; beyond these bounds they are refused as unnormalised.
 _INTENSITY_LIMITS = (-0.5, 1.5)
 
 
-def _to_numpy(X, name):
+def to_numpy(X, name):
     try:
         import torch
 
@@ -103,7 +104,7 @@ def check_images(
     >>> check_images(np.zeros((2, 64)), image_shape=(1, 8, 8)).shape
     (2, 1, 8, 8)
     """
-    arr = _to_numpy(X, name)
+    arr = to_numpy(X, name)
     if arr.dtype == object:
         try:  # object arrays that hold plain numbers are fine
             arr = arr.astype(np.float64)
@@ -192,7 +193,7 @@ def check_masks(y, *, n_samples=None, spatial_shape=None, name="y"):
     >>> check_masks(np.zeros((3, 4, 4))).dtype
     dtype('bool')
     """
-    arr = _to_numpy(y, name)
+    arr = to_numpy(y, name)
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
     ):
@@ -236,7 +237,7 @@ def check_maps(maps, name="maps"):
     (2, 4, 4)
     """
     if not hasattr(maps, "ndim"):
-        maps = _to_numpy(maps, name)
+        maps = to_numpy(maps, name)
     shape = tuple(maps.shape)
     if maps.ndim == 3:
         maps = maps[:, None]

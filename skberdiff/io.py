@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ._progress import progress
-from ._validation import _to_numpy, check_choice, check_images, check_real
+from ._validation import check_choice, check_images, check_real, to_numpy
 from .preprocessing import pad_or_crop
 
 __all__ = [
@@ -1206,7 +1206,7 @@ def save_volume_map(
         )
     if not overwrite and os.path.lexists(path):
         raise FileExistsError(errno.EEXIST, _exists_message(path), str(path))
-    arr = _to_numpy(maps, "maps")
+    arr = to_numpy(maps, "maps")
     if arr.ndim == 4 and arr.shape[1] == 1:
         arr = arr[:, 0]
     n_slices = len(meta.slice_indices)

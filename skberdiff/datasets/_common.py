@@ -3,7 +3,7 @@
 import numpy as np
 
 
-def _as_generator(random_state):
+def as_generator(random_state):
     """Return a numpy Generator for ``random_state`` without touching global state."""
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(0, 2**31 - 1))

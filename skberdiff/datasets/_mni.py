@@ -15,7 +15,7 @@ from scipy.special import expit
 from sklearn.utils import Bunch
 
 from .._validation import check_choice, check_int, check_probability, check_range_pair, check_real
-from ._common import _as_generator
+from ._common import as_generator
 
 __all__ = ["CHANNEL_NAMES", "LESION_KINDS", "SIZE_PRESETS", "make_mni_benchmark"]
 
@@ -743,7 +743,7 @@ def make_mni_benchmark(
         "max_lesions": max_lesions,
     }
 
-    rng = _as_generator(random_state)
+    rng = as_generator(random_state)
     streams = np.random.SeedSequence(int(rng.integers(0, 2**63 - 1))).spawn(4)
     train_seeds = streams[0].spawn(counts["n_train"])
     val_seeds = streams[1].spawn(counts["n_val_lesion"])

@@ -5,7 +5,7 @@ from scipy import ndimage
 from scipy.special import expit
 
 from .._validation import check_int
-from ._common import _as_generator
+from ._common import as_generator
 
 __all__ = ["make_oct_like"]
 
@@ -46,7 +46,7 @@ def make_oct_like(n_samples, *, image_size=256, drusen=False, random_state=None)
     """
     n_samples = check_int(n_samples, "n_samples", low=1)
     image_size = check_int(image_size, "image_size", low=16)
-    rng = _as_generator(random_state)
+    rng = as_generator(random_state)
     # Separate streams for the retina and the drusen: the same seed gives the same retina
     # with and without drusen.
     seeds = rng.integers(0, 2**63 - 1, size=(n_samples, 2))

@@ -5,7 +5,7 @@ from scipy import ndimage
 from scipy.special import expit
 
 from .._validation import check_int, check_probability
-from ._common import _as_generator
+from ._common import as_generator
 
 __all__ = ["make_toy_images"]
 
@@ -55,7 +55,7 @@ def make_toy_images(
     n_channels = check_int(n_channels, "n_channels", low=1)
     # Checked, not converted: the anomaly count below rounds the fraction as given.
     check_probability(anomaly_fraction, "anomaly_fraction")
-    rng = _as_generator(random_state)
+    rng = as_generator(random_state)
     # Separate streams for anatomy and anomaly: the same seed gives the same anatomy
     # whatever anomaly_fraction is.
     seeds = rng.integers(0, 2**63 - 1, size=(n_samples, 2))
