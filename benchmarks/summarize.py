@@ -60,6 +60,24 @@ def _validation_grid(runs):
     return lines
 
 
+def _training_minutes(run):
+    """Training wall time: from the histories when they record it (``elapsed_s``), else the
+    fit time of this run (which is only a cache load when the networks were trained before)."""
+    history = run["training"].get("history", {})
+    last = [records[-1].get("elapsed_s") for records in history.values() if records]
+    if last and all(v is not None for v in last):
+        return sum(last) / 60
+    return None
+
+
+def _training_note(runs):
+    minutes = [_training_minutes(r) for r in runs]
+    if all(m is None for m in minutes):
+        return ("training time not recorded (these runs predate the elapsed_s record of "
+                "the training histories; see the run logs).")
+    return f"training time {_cell(minutes, 1)} min."
+
+
 def summarize(runs):
     """Markdown text of the summary of ``runs`` (loaded table1.json dicts)."""
     seeds = [r["config"]["seed"] for r in runs]
@@ -133,8 +151,7 @@ def summarize(runs):
               f"{_cell([x['autoencoder_psnr'] for x in reg], 2)} dB, held-out diffusion loss "
               f"{_cell([x['heldout_diffusion_loss']['model_bits'] for x in reg], 4)} bits "
               f"(content-blind {_cell(blind, 4)}); "
-              f"fit in these runs {_cell([r['training']['fit_s'] / 60 for r in runs], 1)} min "
-              "(under a minute when the networks came from the cache of an earlier run)."]
+              + _training_note(runs)]
     return "\n".join(lines) + "\n"
 
 

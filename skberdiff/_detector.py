@@ -345,7 +345,9 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
     n_train_samples_ : int
         Healthy images the networks were trained on.
     history_ : dict
-        Loss histories ``{"autoencoder": [...], "diffusion": [...]}``.
+        Loss histories ``{"autoencoder": [...], "diffusion": [...]}``: one record every
+        few steps with the step, the losses and ``elapsed_s``, the training wall time so
+        far (the time the networks took to train, also when they came from the cache).
     offset_ : float
         Threshold on ``score_samples``: ``decision_function = score_samples - offset_``.
     pixel_threshold_ : float

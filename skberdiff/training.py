@@ -23,6 +23,7 @@ import math
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,8 +69,11 @@ class TrainingResult:
         The exponential moving average of the weights (what inference should use), or
         ``None`` when ``ema_rate`` is 0.
     history : list of dict
-        One entry every ``log_every`` steps: ``{"step": int, "<loss name>": float, ...}``
-        with each loss averaged over the steps since the previous entry.
+        One entry every ``log_every`` steps: ``{"step": int, "<loss name>": float, ...,
+        "elapsed_s": float}`` with each loss averaged over the steps since the previous
+        entry; ``elapsed_s`` is the training wall time so far in seconds (kept across a
+        resume from a checkpoint; steps run after the last entry before an interruption
+        are not counted).
     n_steps : int
         Optimiser steps done in total (including those before a resume).
 
@@ -313,6 +317,7 @@ class _TrainingLoop:
         self.step = 0
         self.history = []
         self.pending = []  # losses of the steps since the last history entry
+        self._started, self._elapsed_before = time.perf_counter(), 0.0  # set again by run()
         self.stateful = {}
 
     # -- data -------------------------------------------------------------------------------
@@ -425,12 +430,17 @@ class _TrainingLoop:
                 f"and {self.step}: {', '.join(bad)} became NaN or infinite. Lower the "
                 f"{self.desc} learning rate{lr}, use precision='fp32', or check the images "
                 "(scaled to [0, 1], no NaN).")
-        self.history.append(entry)
         bar.set_postfix({k: f"{v:.4g}" for k, v in entry.items() if k != "step"}, refresh=False)
+        # Wall-clock training time so far, carried across resumption (not a loss).
+        entry["elapsed_s"] = self._elapsed_before + (time.perf_counter() - self._started)
+        self.history.append(entry)
         pending.clear()
 
     def run(self, step_fn):
         resumed = self.maybe_resume()
+        self._started = time.perf_counter()
+        self._elapsed_before = float(self.history[-1].get("elapsed_s", 0.0)) if self.history \
+            else 0.0
         bar = progress(total=self.n_iterations, initial=min(self.step, self.n_iterations),
                        desc=self.desc + (" (resumed)" if resumed else ""),
                        disable=not self.verbose or self.rank != 0, leave=False,

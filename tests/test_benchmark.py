@@ -197,6 +197,8 @@ def test_summary_of_several_runs(tiny_run):
     assert f"| map_max | {results['methods'][default]['image_auroc_all_scores']['map_max']:.3f}" \
         in tested
     assert "speed-up over reference loop" in text
+    minutes = sum(r[-1]["elapsed_s"] for r in results["training"]["history"].values()) / 60
+    assert f"training time {minutes:.1f} / {minutes:.1f} min." in text
 
 
 def test_a_full_run_reuses_the_grid_of_an_earlier_validation_run(tmp_path, monkeypatch):

@@ -264,3 +264,16 @@ def test_validation_loss_is_logged_on_fixed_draws():
         train_diffusion(build_unet("tiny", seed=0), latents, n_iterations=2, batch_size=4,
                         device="cpu", verbose=0, log_every=2, validation_probabilities=held_out,
                         validate_every=3)
+
+
+def test_history_records_the_training_time_across_a_resume(images, tmp_path):
+    _, ref = _train_ae(images)
+    elapsed = [h["elapsed_s"] for h in ref.history]
+    assert elapsed[0] > 0 and all(b >= a for a, b in zip(elapsed, elapsed[1:]))
+    path = tmp_path / "ae.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _train_ae(images, path, _interrupt_at(7))
+    before = read_checkpoint(path)["history"][-1]["elapsed_s"]
+    _, res = _train_ae(images, path)
+    after = [h["elapsed_s"] for h in res.history]
+    assert all(b >= a for a, b in zip(after, after[1:])) and after[-1] > before > 0
