@@ -26,9 +26,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import table1  # noqa: E402
 from _common import machine_info, write_json  # noqa: E402
 
-from skberdiff import MaskedBernoulliDiffusionDetector  # noqa: E402
 from skberdiff.datasets import make_mni_benchmark  # noqa: E402
 from skberdiff.diagnostics import (  # noqa: E402
     autoencoder_psnr,
@@ -36,9 +36,8 @@ from skberdiff.diagnostics import (  # noqa: E402
     lesion_retention,
 )
 from skberdiff.metrics import pixel_auprc  # noqa: E402
-from skberdiff.nn import build_autoencoder, build_unet, count_parameters  # noqa: E402
+from skberdiff.nn import count_parameters  # noqa: E402
 from skberdiff.postprocessing import RECIPES  # noqa: E402
-from skberdiff.training import train_autoencoder  # noqa: E402
 
 # The candidates compared when choosing the "small" preset (64x64 images).
 DEFAULT_CONFIGS = [
@@ -52,19 +51,14 @@ DEFAULT_CONFIGS = [
 ]
 
 
-def evaluate(config, data, X_heldout, *, iterations, seed, verbose):
+def evaluate(config, data, X_heldout, *, iterations, seed):
     """Train one autoencoder and measure the regime diagnostics on validation data."""
-    ae = build_autoencoder(config["preset"], data.X_train.shape[1], seed=seed,
-                           **config.get("params", {}))
+    spec = {"preset": config["preset"], "params": config.get("params", {}),
+            "iterations": iterations, "batch_size": 16, "learning_rate": 1e-3}
     start = time.perf_counter()
-    result = train_autoencoder(ae, data.X_train, n_iterations=iterations, batch_size=16,
-                               learning_rate=1e-3, device="cpu", seed=seed,
-                               verbose=int(verbose > 1))
+    det = table1.autoencoder_alone_detector(data.X_train, spec, seed, "cpu")
     seconds = time.perf_counter() - start
-    ae = result.inference_model
-    unet = build_unet("tiny", ae.latent_channels, seed=seed, channel_multipliers=(1,))
-    det = MaskedBernoulliDiffusionDetector.from_networks(
-        ae, unet, spatial_shape=data.X_train.shape[2:], seed=seed, device="cpu")
+    ae = det.autoencoder_
     maps = RECIPES["paper"].anomaly_map(data.X_val, autoencoder_reconstruction(det, data.X_val))
     return {
         "name": config["name"], "preset": config["preset"], "params": config.get("params", {}),
@@ -100,7 +94,7 @@ def main(argv=None):
     rows = []
     for config in args.configs or DEFAULT_CONFIGS:
         rows.append(evaluate(config, data, X_heldout, iterations=args.iterations,
-                             seed=args.seed, verbose=0 if args.quiet else 1))
+                             seed=args.seed))
         if not args.quiet:
             print(json.dumps(rows[-1]), flush=True)
         write_json({"rows": rows, "machine": machine_info("cpu"), "seed": args.seed,

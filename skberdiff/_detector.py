@@ -245,7 +245,8 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
         ``L``: number of noising steps (inference-time; the paper's best on BRATS2020:
         200). The defaults of ``noise_level``, ``mask_threshold``, ``posterior``,
         ``n_draws`` and ``image_score`` are the best setting on the validation split of the
-        CPU benchmark (two seeds, ``benchmarks/table1.py``); see Notes for the paper's.
+        CPU benchmark (chosen on two seeds, confirmed by a third; ``benchmarks/table1.py``);
+        see Notes for the paper's.
     mask_threshold : float, default=0.2
         ``P``: flip probability above which a latent entry is masked in
         (inference-time; the paper's best: 0.5). 0 disables the mask (plain denoising).
@@ -910,7 +911,8 @@ class MaskedBernoulliDiffusionDetector(OutlierMixin, BaseEstimator):
     def score_samples(self, X: ArrayLike) -> np.ndarray:
         """Image-level normality score (higher = more normal).
 
-        The negative of ``image_score``: by default minus the share of masked latent entries.
+        The negative of ``image_score``: by default minus the largest anomaly-map value
+        inside the foreground.
 
         Parameters
         ----------

@@ -317,7 +317,6 @@ class _TrainingLoop:
         self.step = 0
         self.history = []
         self.pending = []  # losses of the steps since the last history entry
-        self._started, self._elapsed_before = time.perf_counter(), 0.0  # set again by run()
         self.stateful = {}
 
     # -- data -------------------------------------------------------------------------------

@@ -244,3 +244,15 @@ def test_cross_retention_of_cached_runs(tmp_path):
         assert all(np.isfinite(v) for v in table[f"autoencoder_{seed}"].values())
     with pytest.raises(FileNotFoundError, match="no trained networks for seed 5"):
         module.cross_retention([5], str(tmp_path / "seed{seed}"), preset="tiny")
+
+
+def test_draws_are_validated_and_one_draw_is_the_grid_cell(tiny_run):
+    results, _, _ = tiny_run
+    defaults = results["config"]["defaults"]
+    draws = {d["n_draws"]: d for d in results["validation"]["draws"]}
+    assert set(draws) == {1, 2}
+    cell = next(c for c in results["validation"]["grid"]["cells"]
+                if (c["posterior"], c["noise_level"], c["mask_threshold"])
+                == (defaults["posterior"], defaults["noise_level"], defaults["mask_threshold"]))
+    assert draws[1]["auprc"] == cell["auprc"]
+    assert all(0 <= d["auprc"] <= 1 and d["seconds_per_image"] > 0 for d in draws.values())

@@ -42,9 +42,6 @@ __all__ = [
     "count_parameters",
 ]
 
-#: Names of the architecture presets.
-PRESETS = ("paper", "small", "small-x8", "tiny")
-
 AUTOENCODER_PRESETS = {
     "paper": dict(base_width=32, width_multipliers=(1, 2, 2, 4), n_res_blocks=2,
                   latent_channels=128, embed_dim=256, attention_levels=(),
@@ -59,6 +56,9 @@ AUTOENCODER_PRESETS = {
                  latent_channels=16, embed_dim=16, attention_levels=(),
                  middle_attention=False),
 }
+
+#: Names of the architecture presets.
+PRESETS = tuple(AUTOENCODER_PRESETS)
 
 UNET_PRESETS = {
     "paper": dict(model_channels=128, channel_multipliers=(1, 2, 2, 2), n_res_blocks=2,
